@@ -1,0 +1,76 @@
+"""The one place that makes boto3 sessions and clients.
+
+Region and credentials come from the standard AWS chain; the endpoint from the standard
+AWS_ENDPOINT_URL variable (botocore reads it), which is how --local reaches the emulator.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config
+
+from .errors import BakeryError
+
+_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 10}, user_agent_extra="gpu-ami-bakery")
+
+
+@functools.cache
+def _session(region: str | None) -> boto3.Session:
+    return boto3.Session(region_name=region)
+
+
+def region(region: str | None = None) -> str:
+    name = region or _session(None).region_name
+    if not name:
+        raise BakeryError(
+            "no AWS region configured: set AWS_REGION (or AWS_DEFAULT_REGION) or a region in your profile"
+        )
+    return name
+
+
+def client(service: str, region_name: str | None = None) -> Any:
+    return _session(None).client(service, region_name=region(region_name), config=_CONFIG)
+
+
+def reset() -> None:
+    """Forget cached sessions (after the environment changed, e.g. an emulator started)."""
+    _session.cache_clear()
+
+
+def endpoint() -> str | None:
+    return os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+def identity(region_name: str | None = None) -> dict[str, str]:
+    """Who we are; the first call of every task that touches AWS, so bad credentials fail early."""
+    try:
+        ident = client("sts", region_name).get_caller_identity()
+    except botocore.exceptions.NoCredentialsError:
+        raise BakeryError(
+            "no AWS credentials found (looked in the environment, the shared config and credentials"
+            " files, SSO, web identity and the instance role); configure one, or use --local"
+        ) from None
+    except botocore.exceptions.ClientError as e:
+        raise BakeryError(f"AWS rejected the credentials: {describe(e)}") from None
+    except botocore.exceptions.EndpointConnectionError as e:
+        raise BakeryError(f"cannot reach AWS at {e.kwargs.get('endpoint_url')}") from None
+    return {"account": ident["Account"], "arn": ident["Arn"]}
+
+
+def error_code(e: BaseException) -> str:
+    if isinstance(e, botocore.exceptions.ClientError):
+        return str(e.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def describe(e: BaseException) -> str:
+    """A botocore error as one line: 'Code: message'."""
+    if isinstance(e, botocore.exceptions.ClientError):
+        err = e.response.get("Error", {})
+        return f"{err.get('Code', 'Error')}: {err.get('Message', '').strip()}"
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
