@@ -16,7 +16,9 @@ from botocore.config import Config
 
 from .errors import BakeryError
 
-_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 10}, user_agent_extra="gpu-ami-bakery")
+_CONFIG = Config(
+    retries={"mode": "adaptive", "max_attempts": 10}, user_agent_extra="gpu-ami-bakery"
+)
 
 
 @functools.cache

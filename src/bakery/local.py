@@ -40,14 +40,25 @@ def _reachable(url: str) -> bool:
 @contextlib.contextmanager
 def emulator(say=print) -> Iterator[str]:
     """Point boto3 (and the packer/terraform we start) at an emulator; yield its URL."""
-    saved = {k: os.environ.get(k) for k in [*FAKE_CREDENTIALS, "AWS_ENDPOINT_URL", "AWS_REGION",
-                                             "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_SESSION_TOKEN"]}
+    saved = {
+        k: os.environ.get(k)
+        for k in [
+            *FAKE_CREDENTIALS,
+            "AWS_ENDPOINT_URL",
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_PROFILE",
+            "AWS_SESSION_TOKEN",
+        ]
+    }
     server = None
     url = os.environ.get("AWS_ENDPOINT_URL")
     try:
         if url:
             if not _reachable(url):
-                raise BakeryError(f"AWS_ENDPOINT_URL={url} does not answer: start the emulator or unset it")
+                raise BakeryError(
+                    f"AWS_ENDPOINT_URL={url} does not answer: start the emulator or unset it"
+                )
             say(f"local: using the emulator at {url} (AWS_ENDPOINT_URL)")
         else:
             try:

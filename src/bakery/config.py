@@ -1,0 +1,498 @@
+"""images/*.toml -> typed, validated image definitions.
+
+Every mistake is reported as one line naming the file, the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+IMAGES_DIR = Path(__file__).resolve().parents[2] / "images"
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+INSTANCE_TYPE_RE = re.compile(
+    r"^[a-z][a-z0-9-]*\.(nano|micro|small|medium|large|metal(-\d+xl)?|\d*xlarge)$"
+)
+SSM_NAME_RE = re.compile(r"^/[A-Za-z0-9_.\-/]+$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+DIGEST_REF_RE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*@sha256:[0-9a-f]{64}$")
+MODEL_RE = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9._-]+)?$")
+VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
+ACCOUNT_RE = re.compile(r"^\d{12}$")
+ORG_ARN_RE = re.compile(r"^arn:aws:organizations::\d{12}:organization/o-[a-z0-9]{10,32}$")
+OU_ARN_RE = re.compile(
+    r"^arn:aws:organizations::\d{12}:ou/o-[a-z0-9]{10,32}/ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}$"
+)
+REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
+TAG_KEY_RE = re.compile(r"^[\w .:/=+\-@]{1,128}$")
+
+# GPU families the verify and launch steps know how to check (the name nvidia-smi reports).
+GPU_BY_FAMILY = {
+    "g4dn": "T4",
+    "g5": "A10G",
+    "g6": "L4",
+    "g6e": "L40S",
+    "gr6": "L4",
+    "p3": "V100",
+    "p4d": "A100",
+    "p4de": "A100",
+    "p5": "H100",
+    "p5e": "H200",
+    "p5en": "H200",
+}
+
+
+def gpu_name(instance_type: str) -> str | None:
+    return GPU_BY_FAMILY.get(instance_type.split(".", 1)[0])
+
+
+@dataclass(frozen=True)
+class Base:
+    ssm_parameter: str | None
+    filter_name: str | None
+    filter_owners: tuple[str, ...]
+    ssh_username: str
+
+    def describe(self) -> str:
+        if self.ssm_parameter:
+            return f"SSM parameter {self.ssm_parameter}"
+        return f"newest AMI named {self.filter_name!r} owned by {', '.join(self.filter_owners)}"
+
+
+@dataclass(frozen=True)
+class Build:
+    instance_types: tuple[str, ...]
+    root_volume_gib: int
+    kms_key_id: str | None
+    timeout_minutes: int
+
+
+@dataclass(frozen=True)
+class Nvidia:
+    driver_branch: str
+    install: bool
+
+
+@dataclass(frozen=True)
+class Ollama:
+    version: str
+    sha256: str
+    keep_alive: str
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    gguf_url: str | None = None
+    gguf_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class UI:
+    image: str | None
+    git: str | None
+    commit: str | None
+    ollama_url_env: str
+    port: int
+
+    @property
+    def source(self) -> str:
+        return self.image or f"{self.git}@{self.commit}"
+
+
+@dataclass(frozen=True)
+class Verify:
+    instance_types: tuple[str, ...]
+    availability_zones: tuple[str, ...]
+    min_gpu_memory_gib: int
+    min_free_disk_gib: int
+    generation_timeout_s: int
+
+
+@dataclass(frozen=True)
+class Launch:
+    instance_types: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Distribute:
+    regions: tuple[str, ...]
+    accounts: tuple[str, ...]
+    organization_arns: tuple[str, ...]
+    ou_arns: tuple[str, ...]
+    kms_key_ids: dict[str, str]
+    ssm_parameter: str | None
+    keep: int
+    deprecate_after_days: int
+
+
+@dataclass(frozen=True)
+class ImageDef:
+    name: str
+    path: Path
+    description: str
+    base: Base
+    build: Build
+    nvidia: Nvidia
+    ollama: Ollama
+    models: tuple[Model, ...]
+    ui: UI
+    verify: Verify
+    launch: Launch
+    distribute: Distribute
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def model_names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+
+class _Table:
+    """A TOML table being read: every key taken is remembered, the rest are unknown keys."""
+
+    def __init__(self, path: Path, prefix: str, data: Any) -> None:
+        self.path, self.prefix = path, prefix
+        if not isinstance(data, dict):
+            raise ConfigError(path, prefix, "must be a table")
+        self.data, self.taken = data, set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def fail(self, name: str, message: str) -> ConfigError:
+        return ConfigError(self.path, self.key(name), message)
+
+    def get(
+        self, name: str, kind: type | tuple[type, ...], default: Any = ..., *, what: str = ""
+    ) -> Any:
+        self.taken.add(name)
+        if name not in self.data:
+            if default is ...:
+                raise self.fail(name, f"is required ({what or _kind(kind)})")
+            return default
+        value = self.data[name]
+        if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
+            raise self.fail(name, f"must be {what or _kind(kind)}, not {_show(value)}")
+        return value
+
+    def text(
+        self,
+        name: str,
+        pattern: re.Pattern[str] | None = None,
+        default: Any = ...,
+        *,
+        what: str = "",
+    ) -> Any:
+        value = self.get(name, str, default, what=what or "a string")
+        if value is not default and pattern is not None and not pattern.match(value):
+            raise self.fail(name, f"{_show(value)} is not {what}")
+        return value
+
+    def texts(
+        self,
+        name: str,
+        pattern: re.Pattern[str],
+        default: Any = ...,
+        *,
+        what: str,
+        min_items: int = 0,
+    ) -> tuple[str, ...]:
+        values = self.get(name, list, default, what=f"a list of {what}")
+        if len(values) < min_items:
+            raise self.fail(
+                name, f"needs at least {min_items} item{'s' * (min_items > 1)} ({what})"
+            )
+        for i, value in enumerate(values):
+            if not isinstance(value, str) or not pattern.match(value):
+                raise ConfigError(
+                    self.path, f"{self.key(name)}[{i}]", f"{_show(value)} is not {what}"
+                )
+        if len(set(values)) != len(values):
+            raise self.fail(name, "lists an item twice")
+        return tuple(values)
+
+    def number(self, name: str, default: Any = ..., *, low: int, high: int, what: str = "") -> int:
+        value = self.get(name, int, default, what=what or f"an integer from {low} to {high}")
+        if not low <= value <= high:
+            raise self.fail(name, f"{value} is out of range ({low} to {high})")
+        return int(value)
+
+    def table(self, name: str, required: bool = True) -> _Table:
+        self.taken.add(name)
+        if name not in self.data and not required:
+            return _Table(self.path, self.key(name), {})
+        if name not in self.data:
+            raise self.fail(name, "is required (a table)")
+        return _Table(self.path, self.key(name), self.data[name])
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self.taken)
+        if unknown:
+            allowed = ", ".join(sorted(self.taken))
+            raise self.fail(unknown[0], f"unknown key (allowed here: {allowed})")
+
+
+def _kind(kind: type | tuple[type, ...]) -> str:
+    names = {
+        str: "a string",
+        int: "an integer",
+        bool: "true or false",
+        list: "a list",
+        dict: "a table",
+    }
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else f"{type(value).__name__} {value!r}"
+
+
+def _gpu_types(table: _Table, name: str, default: Any = ...) -> tuple[str, ...]:
+    types = table.texts(
+        name, INSTANCE_TYPE_RE, default, what="EC2 instance types (e.g. g5.xlarge)", min_items=1
+    )
+    for i, t in enumerate(types):
+        if gpu_name(t) is None:
+            known = ", ".join(sorted(GPU_BY_FAMILY))
+            raise ConfigError(
+                table.path,
+                f"{table.key(name)}[{i}]",
+                f"{t!r} is not an NVIDIA GPU instance type (families: {known})",
+            )
+    return types
+
+
+def _base(t: _Table) -> Base:
+    ssm = t.text("ssm_parameter", SSM_NAME_RE, None, what="an SSM parameter name (/path/to/ami-id)")
+    filt = t.get("filter", dict, None)
+    if (ssm is None) == (filt is None):
+        raise t.fail(
+            "ssm_parameter",
+            "set exactly one of base.ssm_parameter or base.filter (never a literal AMI ID)",
+        )
+    name, owners = None, ()
+    if filt is not None:
+        f = t.table("filter")
+        name = f.text("name", re.compile(r"^\S+$"), what="an AMI name pattern (wildcards allowed)")
+        owners = f.texts(
+            "owners",
+            re.compile(r"^(\d{12}|amazon|aws-marketplace|self)$"),
+            what="owner account IDs or aliases",
+            min_items=1,
+        )
+        f.done()
+    user = t.text("ssh_username", re.compile(r"^[a-z_][a-z0-9_-]{0,31}$"), what="a Linux user name")
+    t.done()
+    return Base(ssm, name, owners, user)
+
+
+def _models(path: Path, data: Any) -> tuple[Model, ...]:
+    if not isinstance(data, list) or not data:
+        raise ConfigError(path, "models", "needs at least one [[models]] entry")
+    models = []
+    for i, item in enumerate(data):
+        t = _Table(path, f"models[{i}]", item)
+        name = t.text("name", MODEL_RE, what="an Ollama model reference (e.g. deepseek-r1:7b)")
+        gguf = t.table("gguf", required=False)
+        url = gguf.text(
+            "url", re.compile(r"^(s3|https)://\S+$"), None, what="an s3:// or https:// URL"
+        )
+        sha = gguf.text("sha256", SHA256_RE, None, what="a sha256 (64 lowercase hex)")
+        if (url is None) != (sha is None):
+            raise gguf.fail("sha256" if url else "url", "a GGUF import needs both url and sha256")
+        gguf.done()
+        t.done()
+        models.append(Model(name, url, sha))
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+        raise ConfigError(path, "models", "lists a model twice")
+    return tuple(models)
+
+
+def _ui(t: _Table) -> UI:
+    image = t.text(
+        "image",
+        DIGEST_REF_RE,
+        None,
+        what="an image reference pinned by digest (repo@sha256:<64 hex>)",
+    )
+    git = t.text("git", re.compile(r"^https://\S+$"), None, what="an https:// git URL")
+    commit = t.text("commit", COMMIT_RE, None, what="a full 40-hex commit")
+    if image and (git or commit):
+        raise t.fail("image", "set either ui.image or ui.git + ui.commit, not both")
+    if not image and not (git and commit):
+        raise t.fail(
+            "image",
+            "is required (a digest-pinned image), or ui.git with ui.commit (a pinned source)",
+        )
+    env = t.text(
+        "ollama_url_env",
+        re.compile(r"^[A-Z_][A-Z0-9_]*$"),
+        "OLLAMA_URL",
+        what="an environment variable name",
+    )
+    port = t.number("port", 3000, low=1024, high=65535)
+    if port == 11434:
+        raise t.fail("port", "11434 is Ollama's port, which is never exposed")
+    t.done()
+    return UI(image, git, commit, env, port)
+
+
+def load(name_or_path: str | Path, images_dir: Path = IMAGES_DIR) -> ImageDef:
+    """Load and check one image definition, by name (images/<name>.toml) or path."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        if not NAME_RE.match(str(name_or_path)):
+            raise ConfigError(
+                name_or_path, "", "is not an image name (lowercase letters, digits and dashes)"
+            )
+        path = images_dir / f"{name_or_path}.toml"
+    if not path.is_file():
+        known = ", ".join(names(images_dir)) or "none"
+        raise ConfigError(_rel(path), "", f"no such image definition (images: {known})")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(_rel(path), "", f"is not valid TOML: {e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(_rel(path), "", "is not UTF-8 text") from None
+    return _parse(_rel(path), path.stem, data)
+
+
+def _parse(path: Path, name: str, data: dict[str, Any]) -> ImageDef:
+    if not NAME_RE.match(name):
+        raise ConfigError(
+            path, "", "file name must be an image name (lowercase letters, digits, dashes)"
+        )
+    top = _Table(path, "", data)
+    description = top.text("description", None, "")
+    base = _base(top.table("base"))
+
+    b = top.table("build")
+    build = Build(
+        instance_types=b.texts(
+            "instance_types",
+            INSTANCE_TYPE_RE,
+            what="EC2 instance types (e.g. c6i.xlarge)",
+            min_items=1,
+        ),
+        root_volume_gib=b.number("root_volume_gib", 100, low=30, high=16384),
+        kms_key_id=b.text(
+            "kms_key_id",
+            re.compile(r"^(alias/[\w/_-]+|arn:aws[\w-]*:kms:\S+|[0-9a-f-]{36})$"),
+            None,
+            what="a KMS key ID, ARN or alias/NAME",
+        ),
+        timeout_minutes=b.number("timeout_minutes", 120, low=10, high=720),
+    )
+    b.done()
+
+    n = top.table("nvidia")
+    nvidia = Nvidia(
+        n.text("driver_branch", re.compile(r"^\d{3}$"), what="a driver branch (e.g. 580)"),
+        n.get("install", bool),
+    )
+    n.done()
+
+    o = top.table("ollama")
+    ollama = Ollama(
+        o.text("version", VERSION_RE, what="a release version (e.g. 0.13.1)"),
+        o.text("sha256", SHA256_RE, what="the sha256 of ollama-linux-amd64.tgz (64 lowercase hex)"),
+        o.text(
+            "keep_alive", re.compile(r"^-?\d+[smh]?$"), "-1", what="a duration (e.g. -1, 30m, 24h)"
+        ),
+    )
+    o.done()
+
+    top.taken.add("models")
+    models = _models(path, data.get("models"))
+    ui = _ui(top.table("ui"))
+
+    v = top.table("verify")
+    verify = Verify(
+        instance_types=_gpu_types(v, "instance_types"),
+        availability_zones=v.texts(
+            "availability_zones",
+            re.compile(r"^[a-z]{2}-[a-z]+-\d[a-z]$"),
+            (),
+            what="availability zone names",
+        ),
+        min_gpu_memory_gib=v.number("min_gpu_memory_gib", 16, low=1, high=1024),
+        min_free_disk_gib=v.number("min_free_disk_gib", 10, low=1, high=16384),
+        generation_timeout_s=v.number("generation_timeout_s", 120, low=5, high=3600),
+    )
+    v.done()
+
+    la = top.table("launch")
+    launch = Launch(_gpu_types(la, "instance_types"))
+    if len(launch.instance_types) < 2:
+        raise la.fail(
+            "instance_types",
+            "needs at least two GPU instance types (spot capacity diversification)",
+        )
+    la.done()
+
+    d = top.table("distribute", required=False)
+    kms = d.get("kms_key_ids", dict, {}, what="a table of region = KMS key ARN")
+    for region, key in kms.items():
+        if not REGION_RE.match(region) or not isinstance(key, str) or not key.startswith("arn:aws"):
+            raise ConfigError(
+                path, f"distribute.kms_key_ids.{region}", "must map a region name to a KMS key ARN"
+            )
+    distribute = Distribute(
+        regions=d.texts("regions", REGION_RE, (), what="AWS region names (e.g. eu-west-1)"),
+        accounts=d.texts("accounts", ACCOUNT_RE, (), what="12-digit AWS account IDs"),
+        organization_arns=d.texts("organization_arns", ORG_ARN_RE, (), what="organization ARNs"),
+        ou_arns=d.texts("ou_arns", OU_ARN_RE, (), what="organizational unit ARNs"),
+        kms_key_ids=dict(kms),
+        ssm_parameter=d.text("ssm_parameter", SSM_NAME_RE, None, what="an SSM parameter name"),
+        keep=d.number("keep", 3, low=1, high=100),
+        deprecate_after_days=d.number("deprecate_after_days", 90, low=1, high=3650),
+    )
+    if distribute.ssm_parameter and distribute.ssm_parameter.lower().startswith(("/aws", "/ssm")):
+        raise d.fail("ssm_parameter", "names under /aws and /ssm are reserved by AWS")
+    d.done()
+
+    tags = top.get("tags", dict, {}, what="a table of string tags")
+    for key, value in tags.items():
+        if not TAG_KEY_RE.match(key) or key.lower().startswith(("aws:", "bakery:")):
+            raise ConfigError(
+                path, f"tags.{key}", "is not a tag key you may set (aws: and bakery: are reserved)"
+            )
+        if not isinstance(value, str) or len(value) > 256:
+            raise ConfigError(path, f"tags.{key}", "must be a string of at most 256 characters")
+    top.done()
+    return ImageDef(
+        name,
+        path,
+        description,
+        base,
+        build,
+        nvidia,
+        ollama,
+        models,
+        ui,
+        verify,
+        launch,
+        distribute,
+        dict(tags),
+    )
+
+
+def names(images_dir: Path = IMAGES_DIR) -> list[str]:
+    return sorted(p.stem for p in images_dir.glob("*.toml"))
+
+
+def _rel(path: Path) -> Path:
+    try:
+        return path.resolve().relative_to(Path.cwd())
+    except ValueError:
+        return path
