@@ -7,6 +7,7 @@ the duration of the task and stops it after, so nothing it held survives.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import urllib.error
@@ -67,6 +68,7 @@ def emulator(say=print) -> Iterator[str]:
                 raise BakeryError(
                     "--local needs the emulator: pip install 'gpu-ami-bakery[local]' (moto[server])"
                 ) from None
+            logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log on our output
             port = _free_port()
             server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
             server.start()
@@ -89,3 +91,43 @@ def emulator(say=print) -> Iterator[str]:
             else:
                 os.environ[k] = v
         aws.reset()
+
+
+# Where a local run registers the base parameters the emulator lacks: AWS reserves /aws/, so
+# the emulator refuses to hold its public parameters (Ubuntu's, the Deep Learning AMIs').
+STAND_IN_PREFIX = "/bakery/emulator"
+
+
+def stand_in_base(ssm: object, ec2: object, parameter: str, say=print) -> str:
+    """The parameter a local run resolves the base through: the real one if the emulator has
+    it, else a stand-in under STAND_IN_PREFIX pointing at one of the emulator's stock AMIs."""
+    try:
+        ssm.get_parameter(Name=parameter)  # type: ignore[attr-defined]
+        return parameter
+    except ssm.exceptions.ParameterNotFound:  # type: ignore[attr-defined]
+        pass
+    stand_in = STAND_IN_PREFIX + parameter
+    try:
+        value = ssm.get_parameter(Name=stand_in)["Parameter"]["Value"]  # type: ignore[attr-defined]
+    except ssm.exceptions.ParameterNotFound:  # type: ignore[attr-defined]
+        patterns = ["*Deep Learning*Ubuntu*", "*Deep Learning*"] if "deeplearning" in parameter else []
+        patterns += ["ubuntu/images/*", "*"]
+        stock = []
+        for pattern in patterns:
+            stock = ec2.describe_images(Filters=[{"Name": "name", "Values": [pattern]}])["Images"]  # type: ignore[attr-defined]
+            if stock:
+                break
+        if not stock:
+            raise BakeryError("the emulator holds no AMI at all to stand in for the base image") from None
+        chosen = sorted(stock, key=lambda i: i["ImageId"])[0]
+        value = chosen["ImageId"]
+        ssm.put_parameter(Name=stand_in, Value=value, Type="String", DataType="aws:ec2:image")  # type: ignore[attr-defined]
+        say(
+            f"local: the emulator has no public parameter {parameter}; registered {stand_in} ->"
+            f" {value} ({chosen.get('Name', 'unnamed')}), one of its stock AMIs, as a stand-in base"
+        )
+    else:
+        say(
+            f"local: resolving the base through the stand-in {stand_in} -> {value} (registered earlier)"
+        )
+    return stand_in

@@ -1,0 +1,309 @@
+"""invoke bake: resolve the base, fingerprint, skip or build with Packer, tag the provenance."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import secrets
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import botocore.exceptions
+
+from . import __version__, aws, catalog, cleanup, local, packer, render
+from .config import ImageDef
+from .errors import BakeryError, ConfigError, Interrupted
+from .fingerprint import fingerprint
+
+REPO = render.REPO
+SCRIPTS = REPO / "scripts"
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Base:
+    ami_id: str
+    name: str
+    via: str  # how it was found, for the provenance tag
+
+
+@dataclass
+class Outcome:
+    action: str  # "built" | "skipped"
+    ami_id: str
+    region: str
+    fingerprint: str
+    manifest: dict[str, Any]
+
+
+def check_instance_types(ec2: Any, image: ImageDef) -> None:
+    types = list(image.build.instance_types)
+    try:
+        ec2.describe_instance_types(InstanceTypes=types)
+    except botocore.exceptions.ClientError as e:
+        if aws.error_code(e) != "InvalidInstanceType":
+            raise BakeryError(f"cannot check the build instance types: {aws.describe(e)}") from None
+        message = aws.describe(e)
+        bad = [t for t in types if t in message] or types
+        raise ConfigError(
+            image.path,
+            "build.instance_types",
+            f"{', '.join(bad)}: no such instance type in {ec2.meta.region_name}",
+        ) from None
+
+
+def resolve_base(ec2: Any, ssm: Any, image: ImageDef, *, parameter: str | None = None) -> Base:
+    """The base AMI as of now: from the SSM parameter, or the newest AMI matching the filter."""
+    if image.base.ssm_parameter:
+        name = parameter or image.base.ssm_parameter
+        try:
+            ami_id = ssm.get_parameter(Name=name)["Parameter"]["Value"]
+        except ssm.exceptions.ParameterNotFound:
+            raise ConfigError(
+                image.path, "base.ssm_parameter", f"{name} does not exist in {ssm.meta.region_name}"
+            ) from None
+        ami = catalog.get(ec2, ami_id)
+        return Base(ami_id, ami.get("Name", ""), f"ssm:{image.base.ssm_parameter}")
+    found = ec2.describe_images(
+        Owners=list(image.base.filter_owners),
+        Filters=[
+            {"Name": "name", "Values": [image.base.filter_name]},
+            {"Name": "state", "Values": ["available"]},
+        ],
+    )["Images"]
+    if not found:
+        raise ConfigError(
+            image.path,
+            "base.filter",
+            f"no AMI in {ec2.meta.region_name} matches {image.base.describe()}",
+        )
+    newest = max(found, key=lambda i: (i.get("CreationDate", ""), i["ImageId"]))
+    return Base(newest["ImageId"], newest.get("Name", ""), f"filter:{image.base.filter_name}")
+
+
+def git_commit() -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short=12", "HEAD")
+        return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def provenance(
+    image: ImageDef, base: Base, fp: str, build_id: str, info: dict[str, Any] | None
+) -> dict[str, str]:
+    """Tags of a finished AMI. The fingerprint is written with them, last: it marks it complete."""
+    digests = {m["name"]: m.get("digest", "") for m in (info or {}).get("models", [])}
+    versions = {"ollama": image.ollama.version, "nvidia": image.nvidia.driver_branch}
+    if info:
+        versions["ollama"] = info.get("ollama") or versions["ollama"]
+        versions["nvidia"] = info.get("nvidia_driver") or versions["nvidia"]
+    tags = catalog.tool_tags(
+        image.name,
+        **{
+            catalog.RUN_ID: build_id,
+            catalog.SOURCE_AMI: base.ami_id,
+            catalog.BASE: base.via[:256],
+            catalog.MODELS: ",".join(image.model_names),
+            catalog.VERSIONS: " ".join(f"{k}={v}" for k, v in versions.items()),
+            catalog.UI: (image.ui.image or f"{image.ui.git}#{image.ui.commit}")[-256:],
+            catalog.PROVISIONED: "true" if info is not None else "false",
+            catalog.TOOL_VERSION: __version__,
+            catalog.GIT_COMMIT: git_commit(),
+            catalog.BUILT_AT: dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        },
+    )
+    for name in image.model_names:
+        tags[catalog.MODEL + name] = digests.get(name) or "unknown"
+    return tags | image.tags
+
+
+def new_build_id() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+def bake(
+    image: ImageDef, *, use_emulator: bool = False, force: bool = False, say: Say = print
+) -> Outcome:
+    packer_bin = packer.binary()
+    packer_version = packer.version(packer_bin)
+    if not use_emulator:
+        packer.require_for_aws(packer_version, packer_bin)
+    with local.emulator(say) if use_emulator else contextlib.nullcontext() as endpoint:
+        aws.identity()
+        region = aws.region()
+        ec2, ssm = aws.client("ec2"), aws.client("ssm")
+        check_instance_types(ec2, image)
+        parameter = None
+        if use_emulator and image.base.ssm_parameter:
+            parameter = local.stand_in_base(ssm, ec2, image.base.ssm_parameter, say)
+        base = resolve_base(ec2, ssm, image, parameter=parameter)
+        rendered = render.render(image, packer_version, local=use_emulator)
+        fp = fingerprint(rendered.files, SCRIPTS, base.ami_id)
+        say(f"bake: {image.name}: base {base.ami_id} ({base.name}), fingerprint {fp[:12]}")
+
+        existing = catalog.with_fingerprint(ec2, image.name, fp)
+        if existing and not force:
+            state = catalog.tags_of(existing).get(catalog.VERIFICATION, "not verified")
+            say(
+                f"bake: nothing to do: {existing['ImageId']} in {region} already has fingerprint {fp[:12]}"
+                f" (built {existing.get('CreationDate', '?')}, verification: {state}); --force rebuilds"
+            )
+            return _write(
+                rendered.directory,
+                "skipped",
+                existing["ImageId"],
+                region,
+                fp,
+                image,
+                base,
+                use_emulator,
+            )
+
+        build_id = new_build_id()
+        variables = {"region": region, "source_ami": base.ami_id, "build_id": build_id}
+        variables |= (
+            {"ec2_endpoint": str(endpoint)} if use_emulator else {"scripts_dir": str(SCRIPTS)}
+        )
+        if packer_version >= render.MODERN:
+            packer.check(packer.init_command(packer_bin, rendered), "init")
+        packer.check(packer.validate_command(packer_bin, rendered, variables), "validate")
+        if use_emulator:
+            say(
+                'local: Packer builds against the emulator with communicator "none": no machine exists'
+                " behind it, so the provisioning scripts will not run"
+            )
+        started = time.monotonic()
+        try:
+            result = packer.run(
+                packer.build_command(packer_bin, rendered, variables),
+                timeout_s=image.build.timeout_minutes * 60,
+            )
+            if result.interrupted:
+                raise Interrupted(f"bake of {image.name} interrupted")
+            if result.timed_out:
+                raise BakeryError(
+                    f"bake of {image.name} timed out after {image.build.timeout_minutes} minutes (build.timeout_minutes)"
+                )
+            if result.returncode != 0:
+                raise BakeryError(f"packer build failed: {packer.failure(result)}")
+            artifact = packer.manifest(rendered.directory, build_id)
+            ami = catalog.get(ec2, artifact["ami_id"])
+            info = None if use_emulator else _version_info(rendered.directory)
+            _secure(ec2, ami)
+            catalog.tag(
+                ec2, ami, provenance(image, base, fp, build_id, info) | {catalog.FINGERPRINT: fp}
+            )
+        except BaseException as failure:
+            _sweep(ec2, build_id, say)
+            if isinstance(failure, KeyboardInterrupt):
+                raise Interrupted(f"bake of {image.name} interrupted") from None
+            raise
+        outcome = _write(
+            rendered.directory,
+            "built",
+            ami["ImageId"],
+            region,
+            fp,
+            image,
+            base,
+            use_emulator,
+            build_id,
+        )
+        _summary(outcome, image, base, time.monotonic() - started, use_emulator, say)
+        return outcome
+
+
+def _version_info(directory: Path) -> dict[str, Any]:
+    path = directory / "version-info.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise BakeryError(f"the build did not bring back {path}: {e}") from None
+
+
+def _secure(ec2: Any, ami: dict[str, Any]) -> None:
+    """AMIs are never public, and launch with IMDSv2 only (older Packer cannot register that)."""
+    if ami.get("Public"):
+        raise BakeryError(f"{ami['ImageId']} is public; refusing to finish the bake")
+    if ami.get("ImdsSupport") != "v2.0":
+        ec2.modify_image_attribute(ImageId=ami["ImageId"], ImdsSupport={"Value": "v2.0"})
+
+
+def _sweep(ec2: Any, build_id: str, say: Say) -> None:
+    say(f"bake: cleaning up what build {build_id} left in AWS")
+    removed = cleanup.sweep(ec2, build_id, images=True, say=say)
+    say("bake: removed " + "; ".join(removed) if removed else "bake: nothing was left behind")
+
+
+def _write(
+    directory: Path,
+    action: str,
+    ami_id: str,
+    region: str,
+    fp: str,
+    image: ImageDef,
+    base: Base,
+    use_emulator: bool,
+    build_id: str | None = None,
+) -> Outcome:
+    info_path = directory / "version-info.json"
+    info = (
+        json.loads(info_path.read_text())
+        if action == "built" and info_path.exists() and not use_emulator
+        else None
+    )
+    manifest = {
+        "action": action,
+        "image": image.name,
+        "ami_id": ami_id,
+        "region": region,
+        "fingerprint": fp,
+        "build_id": build_id,
+        "source_ami": base.ami_id,
+        "base": base.via,
+        "models": image.model_names,
+        "local": use_emulator,
+        "provisioned": info is not None,
+        "version_info": info,
+    }
+    (directory / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    # For CI (a GitLab dotenv report): later jobs skip when nothing was built.
+    (directory / "bake.env").write_text(
+        f"BAKERY_AMI_ID={ami_id}\nBAKERY_BAKED={'true' if action == 'built' else 'false'}\n"
+    )
+    return Outcome(action, ami_id, region, fp, manifest)
+
+
+def _summary(
+    outcome: Outcome, image: ImageDef, base: Base, seconds: float, use_emulator: bool, say: Say
+) -> None:
+    info = outcome.manifest["version_info"] or {}
+    models = (
+        ", ".join(f"{m['name']} ({m.get('digest', '')[:12]})" for m in info.get("models", []))
+        or ", ".join(image.model_names) + " (not pulled)"
+    )
+    say(f"baked {image.name}: {outcome.ami_id} in {outcome.region}")
+    say(f"  fingerprint  {outcome.fingerprint[:12]}")
+    say(f"  base         {base.ami_id} {base.name} ({base.via})")
+    say(f"  models       {models}")
+    say(f"  took         {int(seconds) // 60}m{int(seconds) % 60:02d}s")
+    say(f"  manifest     {Path('build', image.name, 'manifest.json')}")
+    if use_emulator:
+        say(
+            "local: this AMI is a record in the emulator only. No instance ran, so no provisioning script"
+            " ran: it holds no NVIDIA driver, Ollama, model weights or UI image, and it is not verified."
+        )
+    else:
+        say(f"next: invoke verify --image {image.name}")
