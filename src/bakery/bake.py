@@ -201,7 +201,7 @@ def bake(
             artifact = packer.manifest(rendered.directory, build_id)
             ami = catalog.get(ec2, artifact["ami_id"])
             info = None if use_emulator else _version_info(rendered.directory)
-            _secure(ec2, ami)
+            _secure(ec2, ami, say)
             catalog.tag(
                 ec2, ami, provenance(image, base, fp, build_id, info) | {catalog.FINGERPRINT: fp}
             )
@@ -233,10 +233,21 @@ def _version_info(directory: Path) -> dict[str, Any]:
         raise BakeryError(f"the build did not bring back {path}: {e}") from None
 
 
-def _secure(ec2: Any, ami: dict[str, Any]) -> None:
-    """AMIs are never public, and launch with IMDSv2 only (older Packer cannot register that)."""
+def _secure(ec2: Any, ami: dict[str, Any], say: Say) -> None:
+    """AMIs are never public, their volumes are encrypted, and they launch with IMDSv2 only
+    (older Packer cannot register that)."""
     if ami.get("Public"):
         raise BakeryError(f"{ami['ImageId']} is public; refusing to finish the bake")
+    for mapping in ami.get("BlockDeviceMappings", []):
+        encrypted = mapping.get("Ebs", {}).get("Encrypted")
+        if encrypted is False:
+            raise BakeryError(
+                f"{ami['ImageId']}: {mapping['DeviceName']} is not encrypted; refusing to finish the bake"
+            )
+        if encrypted is None and "Ebs" in mapping:
+            say(
+                f"bake: warning: the API did not report whether {mapping['DeviceName']} of {ami['ImageId']} is encrypted"
+            )
     if ami.get("ImdsSupport") != "v2.0":
         ec2.modify_image_attribute(ImageId=ami["ImageId"], ImdsSupport={"Value": "v2.0"})
 

@@ -204,7 +204,7 @@ class _Table:
         what: str,
         min_items: int = 0,
     ) -> tuple[str, ...]:
-        values = self.get(name, list, default, what=f"a list of {what}")
+        values = self.get(name, list, default, what=f"a list, each {what}")
         if len(values) < min_items:
             raise self.fail(
                 name, f"needs at least {min_items} item{'s' * (min_items > 1)} ({what})"
@@ -257,7 +257,7 @@ def _show(value: Any) -> str:
 
 def _gpu_types(table: _Table, name: str, default: Any = ...) -> tuple[str, ...]:
     types = table.texts(
-        name, INSTANCE_TYPE_RE, default, what="EC2 instance types (e.g. g5.xlarge)", min_items=1
+        name, INSTANCE_TYPE_RE, default, what="an EC2 instance type (e.g. g5.xlarge)", min_items=1
     )
     for i, t in enumerate(types):
         if gpu_name(t) is None:
@@ -285,7 +285,7 @@ def _base(t: _Table) -> Base:
         owners = f.texts(
             "owners",
             re.compile(r"^(\d{12}|amazon|aws-marketplace|self)$"),
-            what="owner account IDs or aliases",
+            what="an owner account ID or alias",
             min_items=1,
         )
         f.done()
@@ -381,7 +381,7 @@ def _parse(path: Path, name: str, data: dict[str, Any]) -> ImageDef:
         instance_types=b.texts(
             "instance_types",
             INSTANCE_TYPE_RE,
-            what="EC2 instance types (e.g. c6i.xlarge)",
+            what="an EC2 instance type (e.g. c6i.xlarge)",
             min_items=1,
         ),
         root_volume_gib=b.number("root_volume_gib", 100, low=30, high=16384),
@@ -423,7 +423,7 @@ def _parse(path: Path, name: str, data: dict[str, Any]) -> ImageDef:
             "availability_zones",
             re.compile(r"^[a-z]{2}-[a-z]+-\d[a-z]$"),
             (),
-            what="availability zone names",
+            what="an availability zone name",
         ),
         min_gpu_memory_gib=v.number("min_gpu_memory_gib", 16, low=1, high=1024),
         min_free_disk_gib=v.number("min_free_disk_gib", 10, low=1, high=16384),
@@ -448,10 +448,10 @@ def _parse(path: Path, name: str, data: dict[str, Any]) -> ImageDef:
                 path, f"distribute.kms_key_ids.{region}", "must map a region name to a KMS key ARN"
             )
     distribute = Distribute(
-        regions=d.texts("regions", REGION_RE, (), what="AWS region names (e.g. eu-west-1)"),
-        accounts=d.texts("accounts", ACCOUNT_RE, (), what="12-digit AWS account IDs"),
-        organization_arns=d.texts("organization_arns", ORG_ARN_RE, (), what="organization ARNs"),
-        ou_arns=d.texts("ou_arns", OU_ARN_RE, (), what="organizational unit ARNs"),
+        regions=d.texts("regions", REGION_RE, (), what="an AWS region name (e.g. eu-west-1)"),
+        accounts=d.texts("accounts", ACCOUNT_RE, (), what="a 12-digit AWS account ID"),
+        organization_arns=d.texts("organization_arns", ORG_ARN_RE, (), what="an organization ARN (arn:aws:organizations::<account>:organization/o-...)"),
+        ou_arns=d.texts("ou_arns", OU_ARN_RE, (), what="an organizational unit ARN (arn:aws:organizations::<account>:ou/o-.../ou-...)"),
         kms_key_ids=dict(kms),
         ssm_parameter=d.text("ssm_parameter", SSM_NAME_RE, None, what="an SSM parameter name"),
         keep=d.number("keep", 3, low=1, high=100),

@@ -110,7 +110,9 @@ def stand_in_base(ssm: object, ec2: object, parameter: str, say=print) -> str:
     try:
         value = ssm.get_parameter(Name=stand_in)["Parameter"]["Value"]  # type: ignore[attr-defined]
     except ssm.exceptions.ParameterNotFound:  # type: ignore[attr-defined]
-        patterns = ["*Deep Learning*Ubuntu*", "*Deep Learning*"] if "deeplearning" in parameter else []
+        patterns = (
+            ["*Deep Learning*Ubuntu*", "*Deep Learning*"] if "deeplearning" in parameter else []
+        )
         patterns += ["ubuntu/images/*", "*"]
         stock = []
         for pattern in patterns:
@@ -118,7 +120,9 @@ def stand_in_base(ssm: object, ec2: object, parameter: str, say=print) -> str:
             if stock:
                 break
         if not stock:
-            raise BakeryError("the emulator holds no AMI at all to stand in for the base image") from None
+            raise BakeryError(
+                "the emulator holds no AMI at all to stand in for the base image"
+            ) from None
         chosen = sorted(stock, key=lambda i: i["ImageId"])[0]
         value = chosen["ImageId"]
         ssm.put_parameter(Name=stand_in, Value=value, Type="String", DataType="aws:ec2:image")  # type: ignore[attr-defined]

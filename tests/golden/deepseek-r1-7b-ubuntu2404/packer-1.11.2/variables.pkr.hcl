@@ -1,0 +1,99 @@
+# Values reach Packer as variables: definition values from deepseek-r1-7b-ubuntu2404.pkrvars.hcl,
+# build-time values (region, source AMI, build ID) from -var on the command line.
+
+variable "region" {
+  type = string
+}
+
+variable "source_ami" {
+  type        = string
+  description = "Resolved at bake time from the definition's SSM parameter or AMI filter."
+}
+
+variable "build_id" {
+  type        = string
+  description = "Unique per bake; tags every resource of the build so a failed one can be found."
+}
+
+variable "image_name" {
+  type = string
+}
+
+variable "instance_types" {
+  type        = list(string)
+  description = "Spot instance types for the build, tried by the fleet."
+}
+
+variable "root_volume_gib" {
+  type = number
+}
+
+variable "kms_key_id" {
+  type        = string
+  default     = ""
+  description = "Customer managed key for the root volume; empty means the account's default EBS key."
+}
+
+variable "ssh_username" {
+  type = string
+}
+
+variable "tags" {
+  type    = map(string)
+  default = {}
+}
+
+variable "scripts_dir" {
+  type        = string
+  description = "The repository's scripts/ folder (provisioning scripts and the rootfs they install)."
+}
+
+variable "nvidia_driver_branch" {
+  type = string
+}
+
+variable "nvidia_driver_install" {
+  type = bool
+}
+
+variable "ollama_version" {
+  type = string
+}
+
+variable "ollama_sha256" {
+  type = string
+}
+
+variable "ollama_keep_alive" {
+  type = string
+}
+
+variable "ollama_pull" {
+  type        = string
+  description = "Space-separated models pulled from Ollama's registry."
+}
+
+variable "ollama_import" {
+  type        = string
+  default     = ""
+  description = "Space-separated name|url|sha256 GGUF files imported with a Modelfile."
+}
+
+variable "ui_image" {
+  type    = string
+  default = ""
+}
+
+variable "ui_git_url" {
+  type    = string
+  default = ""
+}
+
+variable "ui_git_commit" {
+  type    = string
+  default = ""
+}
+
+variable "min_free_disk_gib" {
+  type = number
+}

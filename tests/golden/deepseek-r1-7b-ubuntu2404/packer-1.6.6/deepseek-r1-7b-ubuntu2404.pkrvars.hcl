@@ -1,0 +1,20 @@
+# Rendered from images/deepseek-r1-7b-ubuntu2404.toml; edit the definition, not this file.
+image_name      = "deepseek-r1-7b-ubuntu2404"
+instance_types  = ["c6i.2xlarge", "c5.2xlarge", "m6i.2xlarge"]
+root_volume_gib = 80
+kms_key_id      = ""
+ssh_username    = "ubuntu"
+tags = {
+  "Project" = "private-llm"
+}
+nvidia_driver_branch  = "580"
+nvidia_driver_install = true
+ollama_version        = "0.13.1"
+ollama_sha256         = "4997753db0c578d24f8fc95d1538741609d72529ab6e913ecbf910ae919b0232"
+ollama_keep_alive     = "-1"
+ollama_pull           = "deepseek-r1:7b"
+ollama_import         = ""
+ui_image              = ""
+ui_git_url            = "https://github.com/jakobhoeg/nextjs-ollama-llm-ui.git"
+ui_git_commit         = "99d7cc1a01d8357c48842c60ff6302d82bd2e9bb"
+min_free_disk_gib     = 15

@@ -1,0 +1,181 @@
+"""Image definitions: the shipped ones load; every mistake is one line naming file and key."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from bakery import config
+from bakery.errors import ConfigError
+
+IMAGES = Path(__file__).resolve().parents[2] / "images"
+GOOD = (IMAGES / "deepseek-r1-7b.toml").read_text()
+
+
+@pytest.mark.parametrize("name", config.names())
+def test_shipped_definitions_load(name: str) -> None:
+    image = config.load(name)
+    assert image.name == name
+    assert image.models and image.verify.instance_types and len(image.launch.instance_types) >= 2
+
+
+def test_two_bases_prove_the_format_is_not_one_images() -> None:
+    installs = {config.load(n).nvidia.install for n in config.names()}
+    assert installs == {True, False}
+
+
+def write(tmp_path: Path, text: str, name: str = "img.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def error_of(path: Path) -> str:
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def edit(old: str, new: str) -> str:
+    assert old in GOOD, old
+    return GOOD.replace(old, new, 1)
+
+
+CASES = [
+    pytest.param(edit("[build]", "[build\n"), "is not valid TOML", id="malformed-toml"),
+    pytest.param(
+        edit("root_volume_gib = 100", "root_volume_gib = 100\nroot_volume_gb = 5"),
+        "build.root_volume_gb: unknown key (allowed here:",
+        id="unknown-key",
+    ),
+    pytest.param(
+        edit('"c5.xlarge"', '"c5.xlargee"'),
+        "build.instance_types[1]: 'c5.xlargee' is not an EC2 instance type (e.g. c6i.xlarge)",
+        id="bad-instance-type",
+    ),
+    pytest.param(
+        edit(
+            'instance_types = ["g5.xlarge", "g5.2xlarge", "g6.xlarge"]',
+            'instance_types = ["c6i.xlarge"]',
+        ),
+        "verify.instance_types[0]: 'c6i.xlarge' is not an NVIDIA GPU instance type",
+        id="verify-needs-gpu",
+    ),
+    pytest.param(
+        edit(
+            'instance_types = ["g5.xlarge", "g5.2xlarge", "g6.xlarge", "g6e.xlarge"]',
+            'instance_types = ["g5.xlarge"]',
+        ),
+        "launch.instance_types: needs at least two GPU instance types",
+        id="launch-needs-two",
+    ),
+    pytest.param(
+        edit(
+            'ssm_parameter = "/aws/service/deeplearning',
+            'ami = "ami-0123456789abcdef0"\nssm_x = "/aws/service/deeplearning',
+        ),
+        "base.ssm_parameter: set exactly one of base.ssm_parameter or base.filter (never a literal AMI ID)",
+        id="literal-ami",
+    ),
+    pytest.param(edit('sha256 = "4997', 'sha256 = "XYZ'), "ollama.sha256: 'XYZ", id="bad-sha"),
+    pytest.param(
+        edit('commit = "99d7cc1a01d8357c48842c60ff6302d82bd2e9bb"', 'commit = "main"'),
+        "ui.commit: 'main' is not a full 40-hex commit",
+        id="unpinned-ui",
+    ),
+    pytest.param(
+        edit("port = 3000", "port = 11434"), "ui.port: 11434 is Ollama's port", id="ollama-port"
+    ),
+    pytest.param(
+        edit("install = false", 'install = "no"'),
+        "nvidia.install: must be true or false, not 'no'",
+        id="wrong-type",
+    ),
+    pytest.param(
+        edit("root_volume_gib = 100", "root_volume_gib = 8"),
+        "build.root_volume_gib: 8 is out of range (30 to 16384)",
+        id="range",
+    ),
+    pytest.param(
+        edit("accounts = []", 'accounts = ["12345"]'),
+        "distribute.accounts[0]: '12345' is not a 12-digit AWS account ID",
+        id="bad-account",
+    ),
+    pytest.param(
+        edit('Project = "private-llm"', '"bakery:image" = "x"'),
+        "tags.bakery:image: is not a tag key you may set",
+        id="reserved-tag",
+    ),
+    pytest.param(
+        edit('[[models]]\nname = "deepseek-r1:7b"', ""),
+        "models: needs at least one [[models]] entry",
+        id="no-models",
+    ),
+    pytest.param(
+        GOOD.replace(
+            '[nvidia]\ndriver_branch = "580"\ninstall = false  # the base AMI ships the driver\n',
+            "",
+        ),
+        "nvidia: is required (a table)",
+        id="missing-table",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), CASES)
+def test_definition_errors_name_file_key_and_what_is_allowed(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    path = write(tmp_path, text)
+    message = error_of(path)
+    assert message.startswith(str(path)), message
+    assert expected in message, message
+
+
+def test_gguf_import_needs_url_and_checksum(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        '[[models]]\nname = "deepseek-r1:7b"',
+        '[[models]]\nname = "deepseek-r1:7b"\n\n[[models]]\nname = "team-model"\ngguf = { url = "s3://b/m.gguf" }',
+    )
+    assert "models[1].gguf.sha256: a GGUF import needs both url and sha256" in error_of(
+        write(tmp_path, text)
+    )
+
+
+def test_gguf_import_loads(tmp_path: Path) -> None:
+    sha = "a" * 64
+    text = GOOD.replace(
+        '[[models]]\nname = "deepseek-r1:7b"',
+        f'[[models]]\nname = "deepseek-r1:7b"\n\n[[models]]\nname = "team-model"\ngguf = {{ url = "s3://b/m.gguf", sha256 = "{sha}" }}',
+    )
+    image = config.load(write(tmp_path, text))
+    assert image.models[1] == config.Model("team-model", "s3://b/m.gguf", sha)
+
+
+def test_base_filter_form(tmp_path: Path) -> None:
+    text = edit(
+        'ssm_parameter = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"',
+        'filter = { name = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*", owners = ["099720109477"] }',
+    )
+    base = config.load(write(tmp_path, text)).base
+    assert (base.ssm_parameter, base.filter_owners) == (None, ("099720109477",))
+
+
+def test_unknown_image_name_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError) as info:
+        config.load("no-such-image")
+    assert "no such image definition (images: deepseek-r1-7b, deepseek-r1-7b-ubuntu2404)" in str(
+        info.value
+    )
+
+
+def test_file_name_must_be_an_image_name(tmp_path: Path) -> None:
+    assert "file name must be an image name" in error_of(write(tmp_path, GOOD, "Bad_Name.toml"))
+
+
+def test_good_fixture_is_valid_toml() -> None:
+    assert tomllib.loads(GOOD)["base"]["ssh_username"] == "ubuntu"

@@ -1,0 +1,104 @@
+"""Rendering: golden files per image and Packer generation, determinism, HCL literals."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from bakery import config, render
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+UPDATE = os.environ.get("BAKERY_UPDATE_GOLDEN") == "1"  # regenerate after a deliberate change
+
+VARIANTS = [
+    pytest.param((1, 6, 6), False, "packer-1.6.6", id="packer-1.6.6"),
+    pytest.param((1, 11, 2), False, "packer-1.11.2", id="packer-1.11.2"),
+    pytest.param((1, 6, 6), True, "local", id="local"),
+]
+
+
+@pytest.mark.parametrize("name", config.names())
+@pytest.mark.parametrize(("version", "local", "variant"), VARIANTS)
+def test_rendering_matches_golden_files(
+    tmp_path: Path, name: str, version, local: bool, variant: str
+) -> None:
+    rendered = render.render(config.load(name), version, local=local, out=tmp_path)
+    expected_dir = GOLDEN / name / variant
+    got = {p.name: p.read_text() for p in rendered.files}
+    if UPDATE:
+        expected_dir.mkdir(parents=True, exist_ok=True)
+        for stale in expected_dir.iterdir():
+            stale.unlink()
+        for file_name, text in got.items():
+            (expected_dir / file_name).write_text(text)
+    expected = {p.name: p.read_text() for p in sorted(expected_dir.iterdir())}
+    assert sorted(got) == sorted(expected)
+    for file_name in expected:
+        assert got[file_name] == expected[file_name], (
+            f"{name}/{variant}/{file_name} differs from its golden file"
+        )
+
+
+def test_same_inputs_give_byte_identical_output(tmp_path: Path) -> None:
+    image = config.load("deepseek-r1-7b")
+    first = render.render(image, (1, 11, 2), out=tmp_path / "a")
+    second = render.render(image, (1, 11, 2), out=tmp_path / "b")
+    assert [p.read_bytes() for p in first.files] == [p.read_bytes() for p in second.files]
+
+
+def test_version_specific_blocks_are_gated(tmp_path: Path) -> None:
+    image = config.load("deepseek-r1-7b")
+    old = render.render(image, (1, 6, 6), out=tmp_path / "old")
+    new = render.render(image, (1, 11, 2), out=tmp_path / "new")
+    old_text = "".join(p.read_text() for p in old.files)
+    new_text = "".join(p.read_text() for p in new.files)
+    for modern_only in (
+        "required_plugins",
+        "imds_support",
+        "metadata_options",
+        "spot_allocation_strategy",
+    ):
+        assert modern_only not in old_text
+        assert modern_only in new_text
+    assert not (tmp_path / "old" / "plugins.pkr.hcl").exists()
+
+
+def test_rerender_removes_files_of_another_packer_generation(tmp_path: Path) -> None:
+    image = config.load("deepseek-r1-7b")
+    render.render(image, (1, 11, 2), out=tmp_path)
+    render.render(image, (1, 6, 6), out=tmp_path)
+    assert not (tmp_path / "plugins.pkr.hcl").exists()
+
+
+def test_local_rendering_has_no_provisioners_and_says_why(tmp_path: Path) -> None:
+    rendered = render.render(config.load("deepseek-r1-7b"), (1, 6, 6), local=True, out=tmp_path)
+    build = (tmp_path / "build.pkr.hcl").read_text()
+    source = (tmp_path / "source.pkr.hcl").read_text()
+    assert "provisioner" not in build
+    assert 'communicator           = "none"' in source
+    assert "no machine behind it" in source
+    assert "ollama_version" not in rendered.var_file.read_text()
+
+
+@pytest.mark.parametrize(
+    ("value", "literal"),
+    [
+        ("plain", '"plain"'),
+        ("${var.x}", '"$${var.x}"'),
+        ("%{ if }", '"%%{ if }"'),
+        ('quote " and \\', '"quote \\" and \\\\"'),
+        (True, "true"),
+        (30, "30"),
+        (["a", "b"], '["a", "b"]'),
+        ({}, "{}"),
+    ],
+)
+def test_hcl_literals_escape_template_sequences(value, literal: str) -> None:
+    assert render.hcl(value) == literal
+
+
+def test_assignments_align_like_packer_fmt() -> None:
+    text = render.assignments({"a": 1, "long_name": 2, "m": {"k": "v"}, "z": 3})
+    assert text == 'a         = 1\nlong_name = 2\nm = {\n  "k" = "v"\n}\nz = 3\n'
