@@ -71,7 +71,12 @@ def require_tool(name: str) -> str:
     """The path of a tool the suite needs; a missing one fails the test (./.ci/setup installs it)."""
     import shutil
 
-    path = shutil.which(name) or shutil.which(name, path=str(REPO / ".venv" / "bin"))
+    local_bins = [
+        REPO / ".venv" / "bin",
+        REPO / ".tools" / "checkov" / "bin",
+        REPO / ".tools" / "node_modules" / ".bin",
+    ]
+    path = shutil.which(name) or shutil.which(name, path=os.pathsep.join(map(str, local_bins)))
     if not path:
         pytest.fail(f"{name} is not installed: run ./.ci/setup (it installs what the tests need)")
     return path

@@ -139,8 +139,10 @@ class GpuPresence:
 
     @property
     def absent_reason(self) -> str:
-        where = "no nvidia module in /proc/modules" if self.modules is not None else (
-            "no /proc/modules and no /sys/module/nvidia"
+        where = (
+            "no nvidia module in /proc/modules"
+            if self.modules is not None
+            else ("no /proc/modules and no /sys/module/nvidia")
         )
         return f"{NO_GPU_REASON} (no /dev/nvidia0, {where})"
 
@@ -198,9 +200,7 @@ def query_smi(host: Any) -> Smi:
     path = find_command(host, "nvidia-smi")
     if path is None:
         return Smi(path=None)
-    r = host.run(
-        "timeout 60 %s --query-gpu=%s --format=csv,noheader,nounits", path, SMI_QUERY
-    )
+    r = host.run("timeout 60 %s --query-gpu=%s --format=csv,noheader,nounits", path, SMI_QUERY)
     return Smi(path=path, rc=r.rc, text=output(r), gpus=parse_smi_csv(r.stdout))
 
 
@@ -381,7 +381,10 @@ def curl(host: Any, url: str, body: dict[str, Any] | None = None, max_time: int 
     else:
         r = host.run(
             "curl -sS --max-time %s -w %s -H 'Content-Type: application/json' -d %s %s",
-            str(max_time), marker + "%{http_code}", json.dumps(body), url,
+            str(max_time),
+            marker + "%{http_code}",
+            json.dumps(body),
+            url,
         )
     text, _, status = r.stdout.rpartition(marker.strip("\n"))
     try:
@@ -413,8 +416,9 @@ class Readiness:
 
 
 def wait_for_ollama(host: Any, address: str, wait_s: int) -> Readiness:
-    r = host.run("sh -c %s _ %s %s", READY_SCRIPT, f"http://{url_host(address)}/api/version",
-                 str(wait_s))
+    r = host.run(
+        "sh -c %s _ %s %s", READY_SCRIPT, f"http://{url_host(address)}/api/version", str(wait_s)
+    )
     fields = dict(line.split(" ", 1) for line in r.stdout.splitlines() if " " in line)
     polls = fields.get("answered_after_failed_polls", "none")
     if polls == "none":
@@ -522,8 +526,9 @@ def generate(host: Any, address: str, model: str, timeout_s: int) -> Generation:
     }
     url = f"http://{url_host(address)}/api/generate"
     # curl gets a little more than the budget, so an overrun is measured, not cut short.
-    r = host.run("bash -c %s _ %s %s %s", GENERATE_SCRIPT, json.dumps(body), url,
-                 str(timeout_s + 30))
+    r = host.run(
+        "bash -c %s _ %s %s %s", GENERATE_SCRIPT, json.dumps(body), url, str(timeout_s + 30)
+    )
     g = parse_generation(model, r.stdout)
     if r.rc != 0 and not g.error:
         g.error = output(r)[:500]
@@ -534,10 +539,82 @@ def generate(host: Any, address: str, model: str, timeout_s: int) -> Generation:
         g.ps_error = ps.describe()
     else:
         for entry in ps.json().get("models") or []:
-            if model_key(model) in {model_key(entry.get("name", "")),
-                                    model_key(entry.get("model", ""))}:
+            if model_key(model) in {
+                model_key(entry.get("name", "")),
+                model_key(entry.get("model", "")),
+            }:
                 g.ps_entry = entry
     return g
+
+
+OLLAMA_READY_WAIT_S = 120
+NOT_INSTALLED_OLLAMA = (
+    "ollama is not installed on the host (no `ollama` on PATH, in /usr/local/bin or /usr/bin): "
+    "a baked image must have it"
+)
+
+
+class Ollama:
+    """Ollama on the host. Tests call `require()` (or `up()`) first: on a baked image a missing
+    Ollama is a defect, so the test fails (in its body, as a failure, not a setup error)."""
+
+    def __init__(self, host: Any, expect: dict[str, Any]) -> None:
+        self.host = host
+        self.address: str = expect["ollama"]["address"]
+        self.timeout_s = int(expect["ollama"]["generation_timeout_s"])
+        self._path: str | bool | None = False  # False: not looked up yet
+        self._ready: Readiness | None = None
+        self._tags: dict[str, dict[str, Any]] | None = None
+        self._generations: dict[str, Generation] = {}
+
+    @property
+    def path(self) -> str | None:
+        if self._path is False:
+            self._path = find_command(self.host, "ollama")
+        return self._path  # type: ignore[return-value]
+
+    def url(self, api: str) -> str:
+        return f"http://{url_host(self.address)}{api}"
+
+    def require(self) -> str:
+        if self.path is None:
+            pytest.fail(NOT_INSTALLED_OLLAMA, pytrace=False)
+        if find_command(self.host, "curl") is None:
+            pytest.fail(
+                "curl is not installed on the host: the suite reaches Ollama on the host's "
+                "loopback with curl",
+                pytrace=False,
+            )
+        return self.path
+
+    def up(self) -> Readiness:
+        """Waits (once per session) until Ollama answers; fails if it never does."""
+        self.require()
+        if self._ready is None:
+            self._ready = wait_for_ollama(self.host, self.address, OLLAMA_READY_WAIT_S)
+        if not self._ready.answered:
+            pytest.fail(
+                f"Ollama does not answer on {self.address} (waited {self._ready.waited_s} s)",
+                pytrace=False,
+            )
+        return self._ready
+
+    def tags(self) -> dict[str, dict[str, Any]]:
+        self.up()
+        if self._tags is None:
+            r = curl(self.host, self.url("/api/tags"))
+            if not r.ok:
+                pytest.fail(f"GET /api/tags failed: {r.describe()}", pytrace=False)
+            models = r.json().get("models") or []
+            self._tags = {model_key(m["name"]): m for m in models}
+        return self._tags
+
+    def generation(self, model: str) -> Generation:
+        """One real generation per model per session, shared by the tests that judge it."""
+        self.up()
+        if model not in self._generations:
+            self._generations[model] = generate(self.host, self.address, model, self.timeout_s)
+        return self._generations[model]
 
 
 # --- docker -------------------------------------------------------------------------------
@@ -547,7 +624,18 @@ def generate(host: Any, address: str, model: str, timeout_s: int) -> Generation:
 class Docker:
     path: str | None
     daemon_ok: bool = False
-    daemon_error: str = ""
+    why_not: str = ""  # why the daemon cannot be asked, when the CLI is there
+
+    def require(self) -> str:
+        """No docker CLI: a defect of the image (fail). CLI without a daemon: skip."""
+        if self.path is None:
+            pytest.fail(
+                "docker is not installed on the host: the UI image cannot be present",
+                pytrace=False,
+            )
+        if not self.daemon_ok:
+            pytest.skip(self.why_not)
+        return self.path
 
 
 def docker_state(host: Any, root: Root) -> Docker:
@@ -555,24 +643,30 @@ def docker_state(host: Any, root: Root) -> Docker:
     if path is None:
         return Docker(path=None)
     if not root.available:
-        return Docker(path=path, daemon_error=root.why_not)
+        return Docker(
+            path=path, why_not=f"docker CLI is installed, but asking its daemon {root.why_not}"
+        )
     r = root.run("timeout 30 %s info --format '{{.ServerVersion}}'", path)
     if r.rc == 0 and r.stdout.strip():
         return Docker(path=path, daemon_ok=True)
-    return Docker(path=path, daemon_error=first_line(output(r)) or f"exit {r.rc}")
+    detail = first_line(output(r)) or f"exit {r.rc}"
+    return Docker(
+        path=path, why_not=f"docker CLI is installed but no Docker daemon is reachable: {detail}"
+    )
 
 
-ENV_PATTERN = r"""process\.env(\.[A-Za-z_$][A-Za-z0-9_$]*|\[["'][A-Za-z_][A-Za-z0-9_]*["']\])"""
+def env_read_pattern(var: str) -> str:
+    """ERE (for grep -E in the image) matching reads of `var` or of any *OLLAMA* variable."""
+    return "process\\.env(\\.|\\[[\"'])(" + var + "|[A-Za-z0-9_]*OLLAMA)[A-Za-z0-9_]*"
 
 
 def parse_env_reads(text: str) -> set[str]:
-    """`process.env.X` / `process.env["X"]` matches → {'X', ...}."""
+    """`process.env.X` / `process.env["X"]` matches, one a line → {'X', ...}."""
     names = set()
     for line in text.splitlines():
-        m = re.fullmatch(r"""process\.env(?:\.([A-Za-z_$][\w$]*)|\[["'](\w+)["']\])""",
-                         line.strip())
+        m = re.match(r"""process\.env(?:\.|\[["'])(\w+)""", line.strip())
         if m:
-            names.add(m.group(1) or m.group(2))
+            names.add(m.group(1))
     return names
 
 
