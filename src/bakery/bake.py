@@ -124,8 +124,11 @@ def provenance(
             catalog.BUILT_AT: dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         },
     )
+    if info and (info.get("ui") or {}).get("id"):
+        tags[catalog.UI_IMAGE_ID] = info["ui"]["id"]
     for name in image.model_names:
-        tags[catalog.MODEL + name] = digests.get(name) or "unknown"
+        # Ollama lists an untagged reference as name:latest.
+        tags[catalog.MODEL + name] = digests.get(name) or digests.get(f"{name}:latest") or "unknown"
     return tags | image.tags
 
 

@@ -23,11 +23,14 @@ MODELS = "bakery:models"
 MODEL = "bakery:model/"  # + model name -> digest
 VERSIONS = "bakery:versions"
 UI = "bakery:ui"
+UI_IMAGE_ID = "bakery:ui-image-id"  # docker image ID of bakery/ui:baked, as baked
 PROVISIONED = "bakery:provisioned"
 TOOL_VERSION = "bakery:tool-version"
 GIT_COMMIT = "bakery:git-commit"
 BUILT_AT = "bakery:built-at"
 EXPIRES_AT = "bakery:expires-at"  # on temporary resources: when gc may remove them
+COPIED_FROM = "bakery:copied-from"  # on a regional copy: the source AMI id
+COPIED_FROM_REGION = "bakery:copied-from-region"
 
 VERIFICATION = "bakery:verification"  # "passed" | "failed"; absent: not verified
 PASSED, FAILED = "passed", "failed"

@@ -1,0 +1,45 @@
+"""Provenance tags of a finished AMI, from the version info a real bake brings back."""
+
+from __future__ import annotations
+
+from bakery import bake, catalog, config
+
+BASE = bake.Base(
+    "ami-0base", "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04)", "ssm:/aws/service/x"
+)
+INFO = {
+    "models": [{"name": "deepseek-r1:7b", "digest": "sha256:" + "a" * 64}],
+    "nvidia_driver": "580.95.05",
+    "ollama": "0.13.1",
+    "ui": {"id": "sha256:" + "b" * 64, "ref": "bakery/ui:baked", "source": "git+https://x@y"},
+}
+
+
+def test_provisioned_bake_records_digests_versions_and_ui_image() -> None:
+    image = config.load("deepseek-r1-7b")
+    tags = bake.provenance(image, BASE, "f" * 64, "20261126-000000-abcdef", INFO)
+    assert tags[catalog.MODEL + "deepseek-r1:7b"] == "sha256:" + "a" * 64
+    assert tags[catalog.VERSIONS] == "ollama=0.13.1 nvidia=580.95.05"
+    assert tags[catalog.UI_IMAGE_ID] == "sha256:" + "b" * 64
+    assert tags[catalog.PROVISIONED] == "true"
+    assert tags[catalog.SOURCE_AMI] == "ami-0base"
+    assert tags[catalog.MANAGED_BY] == "gpu-ami-bakery"
+    assert tags["Project"] == "private-llm"
+    assert all(len(v) <= 256 for v in tags.values())
+    assert catalog.FINGERPRINT not in tags, "the fingerprint is added last, by bake()"
+
+
+def test_local_bake_says_nothing_was_provisioned() -> None:
+    tags = bake.provenance(config.load("deepseek-r1-7b"), BASE, "f" * 64, "b", None)
+    assert tags[catalog.PROVISIONED] == "false"
+    assert tags[catalog.MODEL + "deepseek-r1:7b"] == "unknown"
+    assert catalog.UI_IMAGE_ID not in tags
+    assert tags[catalog.VERSIONS] == "ollama=0.13.1 nvidia=580"
+
+
+def test_untagged_model_reference_finds_its_latest_digest() -> None:
+    image = config.load("deepseek-r1-7b")
+    image = image.__class__(**{**image.__dict__, "models": (config.Model("llama3"),)})
+    info = {**INFO, "models": [{"name": "llama3:latest", "digest": "sha256:" + "c" * 64}]}
+    tags = bake.provenance(image, BASE, "f" * 64, "b", info)
+    assert tags[catalog.MODEL + "llama3"] == "sha256:" + "c" * 64
