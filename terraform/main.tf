@@ -8,7 +8,7 @@ locals {
   # Name goes on what the group launches unless the caller's tags set one.
   launched_tags = merge({ Name = var.name }, local.tags)
 
-  # The container image `invoke bake` pre-pulls and tags inside the AMI.
+  # The container image the bake pre-pulls and tags inside the AMI.
   ui_image = "bakery/ui:baked"
 }
 
@@ -23,7 +23,7 @@ data "aws_ssm_parameter" "ami" {
 }
 
 locals {
-  # Tags `invoke bake` and `invoke verify` put on the AMIs they make.
+  # Tags the bakery puts on the AMIs it bakes and verifies.
   ami_catalog_filters = merge(
     {
       "tag:bakery:managed-by" = "gpu-ami-bakery"

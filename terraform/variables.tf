@@ -23,17 +23,17 @@ variable "tags" {
 ################################################################################
 
 variable "image_name" {
-  description = "Name of the baked image, as in images/<name>.toml (e.g. \"deepseek-r1-7b\"). Selects the AMI by its bakery:image tag unless ami_ssm_parameter is set, and tags every resource."
+  description = "Name of the baked image: its definition's file name under images/ without .toml (e.g. \"deepseek-r1-7b\"). Selects the AMI by its bakery:image tag unless ami_ssm_parameter is set, and tags every resource."
   type        = string
 
   validation {
     condition     = can(regex("^[a-z0-9][a-z0-9._-]*$", var.image_name))
-    error_message = "image_name must be an image name as in images/<name>.toml: lowercase letters, digits, dots, underscores and hyphens."
+    error_message = "image_name must be the name of an image definition: lowercase letters, digits, dots, underscores and hyphens."
   }
 }
 
 variable "ami_ssm_parameter" {
-  description = "Name of an SSM parameter (data type aws:ec2:image) holding the AMI ID, as written by `invoke publish`, e.g. \"/bakery/deepseek-r1-7b/ami-id\". Use it when the AMI was shared from another account. null looks the AMI up in this account's catalog instead: the most recent AMI owned by this account tagged bakery:image = image_name."
+  description = "Name of an SSM parameter (data type aws:ec2:image) holding the AMI ID, as `invoke publish` writes it in every region (distribute.ssm_parameter of the image definition), e.g. \"/bakery/deepseek-r1-7b/ami-id\". Use it when the AMI was shared from another account. null looks the AMI up in this account's catalog instead: the most recent AMI owned by this account tagged bakery:image = image_name."
   type        = string
   default     = null
 
@@ -44,7 +44,7 @@ variable "ami_ssm_parameter" {
 }
 
 variable "require_verified" {
-  description = "When looking the AMI up in the catalog, only consider AMIs tagged bakery:verification = passed (set by `invoke verify`). Does not apply to ami_ssm_parameter: `invoke publish` only publishes verified AMIs, and tags do not cross accounts."
+  description = "When looking the AMI up in the catalog, only consider AMIs tagged bakery:verification = passed (set when the AMI passed verification on a GPU instance). Does not apply to ami_ssm_parameter, which names the AMI itself: `invoke publish` only publishes verified AMIs, and tags do not cross accounts."
   type        = bool
   default     = true
 }
@@ -55,7 +55,7 @@ variable "models" {
   default     = null
 
   validation {
-    condition     = alltrue([for m in (var.models == null ? [] : var.models) : can(regex("^[A-Za-z0-9][A-Za-z0-9._:/-]*$", m))])
+    condition     = alltrue([for m in coalesce(var.models, []) : can(regex("^[A-Za-z0-9][A-Za-z0-9._:/-]*$", m))])
     error_message = "models must be Ollama model names such as \"deepseek-r1:7b\" (letters, digits, . _ : / -)."
   }
 }
@@ -122,7 +122,7 @@ variable "additional_security_group_ids" {
 ################################################################################
 
 variable "instance_types" {
-  description = "GPU instance types the group may launch, most preferred first; each needs an NVIDIA GPU with enough memory for the models (16 GiB or more for the 7B model) and the AMI's architecture. At least two: every type is another spot capacity pool."
+  description = "GPU instance types the group may launch; each needs an NVIDIA GPU with enough memory for the models, and the AMI's architecture. At least two: every type is another spot capacity pool. Their order matters only to capacity-optimized-prioritized and to on-demand instances (first is preferred)."
   type        = list(string)
   default     = ["g5.xlarge", "g5.2xlarge", "g6.xlarge", "g6e.xlarge"]
 
@@ -289,9 +289,14 @@ variable "iam_role_additional_policies" {
 }
 
 variable "iam_role_permissions_boundary" {
-  description = "ARN of the policy used as permissions boundary of the instance role, or null."
+  description = "ARN of the managed policy to set as the instance role's permissions boundary, where the organization requires one; null sets none."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.iam_role_permissions_boundary == null || can(regex("^arn:aws[a-z-]*:iam::", var.iam_role_permissions_boundary))
+    error_message = "iam_role_permissions_boundary must be an IAM policy ARN."
+  }
 }
 
 variable "ui_ollama_url_env" {
