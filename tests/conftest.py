@@ -65,18 +65,3 @@ def no_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-
-
-def require_tool(name: str) -> str:
-    """The path of a tool the suite needs; a missing one fails the test (./.ci/setup installs it)."""
-    import shutil
-
-    local_bins = [
-        REPO / ".venv" / "bin",
-        REPO / ".tools" / "checkov" / "bin",
-        REPO / ".tools" / "node_modules" / ".bin",
-    ]
-    path = shutil.which(name) or shutil.which(name, path=os.pathsep.join(map(str, local_bins)))
-    if not path:
-        pytest.fail(f"{name} is not installed: run ./.ci/setup (it installs what the tests need)")
-    return path

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -35,8 +36,24 @@ def region(region: str | None = None) -> str:
     return name
 
 
+# botocore event handlers put on every client made from now on (tests and benchmarks count
+# and shape API calls with them); see on_event.
+_HANDLERS: list[tuple[str, Callable[..., Any]]] = []
+
+
 def client(service: str, region_name: str | None = None) -> Any:
-    return _session(None).client(service, region_name=region(region_name), config=_CONFIG)
+    made = _session(None).client(service, region_name=region(region_name), config=_CONFIG)
+    for event, handler in _HANDLERS:
+        made.meta.events.register(event, handler)
+    return made
+
+
+def on_event(event: str, handler: Callable[..., Any]) -> Callable[[], None]:
+    """Register a botocore event handler (e.g. "before-call") on every client made from now
+    on; returns the function that unregisters it (from clients made after that)."""
+    entry = (event, handler)
+    _HANDLERS.append(entry)
+    return lambda: _HANDLERS.remove(entry) if entry in _HANDLERS else None
 
 
 def reset() -> None:

@@ -85,7 +85,7 @@ def sweep(
     for pair in ec2.describe_key_pairs(Filters=filters)["KeyPairs"]:
         attempt(
             f"key pair {pair['KeyName']}",
-            lambda p=pair: ec2.delete_key_pair(KeyPairId=p["KeyPairId"]),
+            lambda p=pair: ec2.delete_key_pair(KeyName=p["KeyName"]),
         )
     for group in ec2.describe_security_groups(Filters=filters)["SecurityGroups"]:
         attempt(

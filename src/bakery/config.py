@@ -450,8 +450,18 @@ def _parse(path: Path, name: str, data: dict[str, Any]) -> ImageDef:
     distribute = Distribute(
         regions=d.texts("regions", REGION_RE, (), what="an AWS region name (e.g. eu-west-1)"),
         accounts=d.texts("accounts", ACCOUNT_RE, (), what="a 12-digit AWS account ID"),
-        organization_arns=d.texts("organization_arns", ORG_ARN_RE, (), what="an organization ARN (arn:aws:organizations::<account>:organization/o-...)"),
-        ou_arns=d.texts("ou_arns", OU_ARN_RE, (), what="an organizational unit ARN (arn:aws:organizations::<account>:ou/o-.../ou-...)"),
+        organization_arns=d.texts(
+            "organization_arns",
+            ORG_ARN_RE,
+            (),
+            what="an organization ARN (arn:aws:organizations::<account>:organization/o-...)",
+        ),
+        ou_arns=d.texts(
+            "ou_arns",
+            OU_ARN_RE,
+            (),
+            what="an organizational unit ARN (arn:aws:organizations::<account>:ou/o-.../ou-...)",
+        ),
         kms_key_ids=dict(kms),
         ssm_parameter=d.text("ssm_parameter", SSM_NAME_RE, None, what="an SSM parameter name"),
         keep=d.number("keep", 3, low=1, high=100),

@@ -13,7 +13,7 @@ from pathlib import Path
 import boto3
 import pytest
 from cli import REPO, invoke
-from conftest import require_tool
+from tooling import require_tool
 
 pytestmark = [pytest.mark.emulator, pytest.mark.packer]
 IMAGE = "deepseek-r1-7b"

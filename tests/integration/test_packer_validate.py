@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import require_tool
+from tooling import require_tool
 
 from bakery import config, packer, render
 

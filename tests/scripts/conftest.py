@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tooling import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts"
@@ -44,15 +45,6 @@ STATE_CHANGING = {
     "docker pull", "docker tag", "docker build", "docker image prune", "docker builder prune",
     "git clone", "ollama-server POST",
 }  # fmt: skip
-
-
-def require_tool(name: str) -> str:
-    """The path of a tool the suite needs; a missing one fails the test (./.ci/setup installs it).
-    (A copy of tests/conftest.py's: `from conftest import` would find this file first.)"""
-    path = shutil.which(name) or shutil.which(name, path=str(REPO / ".venv" / "bin"))
-    if not path:
-        pytest.fail(f"{name} is not installed: run ./.ci/setup (it installs what the tests need)")
-    return path
 
 
 def _wrapper(path: Path, *argv: str) -> None:

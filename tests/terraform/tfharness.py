@@ -11,42 +11,20 @@ test-time detail of machines without internet, never something the module needs.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
 import subprocess
-import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from types import ModuleType
 from typing import Any
+
+from tooling import require_tool  # a missing tool fails the test, never skips it
 
 REPO = Path(__file__).resolve().parents[2]
 MODULE = REPO / "terraform"
 ROOTS = REPO / "tests" / "terraform" / "roots"
 DEFAULT_MIRROR = "/opt/tf-plugins"
-
-
-def _shared_conftest() -> ModuleType:
-    """tests/conftest.py, loaded by path under a name of its own.
-
-    Without __init__.py files every conftest.py is the module `conftest`, so a plain
-    `from conftest import require_tool` gets whichever one pytest imported last (tests/scripts
-    and tests/image have their own), and would depend on which folders a run collects.
-    """
-    name = "_bakery_tests_conftest"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "tests" / "conftest.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-# A missing tool fails the test, never skips it (see tests/conftest.py).
-require_tool: Callable[[str], str] = _shared_conftest().require_tool
 
 
 def terraform_env(work: Path, plugin_cache: Path) -> dict[str, str]:

@@ -72,7 +72,7 @@ def test_too_old_packer_is_refused(tmp_path: Path) -> None:
 
 def test_packer_without_required_plugins_is_refused_for_real_aws(tmp_path: Path) -> None:
     path = fake_packer(tmp_path, "1.6.6")
-    with pytest.raises(BakeryError, match="too old for real AWS bakes: need >= 1.7.0"):
+    with pytest.raises(BakeryError, match=r"too old for real AWS bakes: need >= 1\.7\.0"):
         packer.require_for_aws(packer.version(path), path)
 
 

@@ -42,6 +42,8 @@ def bakery_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:
             except botocore.exceptions.ClientError as e:
                 op = getattr(e, "operation_name", "an AWS call")
                 raise Exit(f"error: AWS refused {op}: {aws.describe(e)}", code=1) from None
+            except botocore.exceptions.BotoCoreError as e:
+                raise Exit(f"error: {aws.describe(e)}", code=1) from None
 
         return task(*args, **kwargs)(wrapper)
 

@@ -1,0 +1,49 @@
+"""verify: the image tests on a spot GPU instance launched from the AMI, or on a given host."""
+
+from __future__ import annotations
+
+from .. import verify as verifying
+from ._common import bakery_task, image_arg
+
+
+@bakery_task(
+    auto_shortflags=False,  # nine options: -h would be --host, not help
+    help={
+        "image": "image definition name (images/NAME.toml)",
+        "ami": "AMI ID to verify (default: the image's newest unverified AMI)",
+        "host": "run the image tests alone against this host: ssh://[USER@]HOST[:PORT],"
+        " paramiko://..., safe-ssh://... or local:// (no instance, nothing marked)",
+        "local": "run the instance lifecycle against the local AWS emulator (the image tests"
+        " cannot run there; nothing is marked)",
+        "timeout": f"minutes before everything is ended and cleaned up (default {verifying.DEFAULT_TIMEOUT_MIN})",
+        "subnet": "subnet ID to launch in (default: the default VPC's subnets, zone by zone)",
+        "ssh-cidr": "IPv4 address or network admitted to SSH (default: this runner's public"
+        " address/32, from checkip.amazonaws.com)",
+        "gpu": "with --host: the GPU name nvidia-smi should report (e.g. A10G); unchecked when omitted",
+        "ssh-key": "with --host: private key for ssh:// and paramiko:// hosts",
+    },
+)
+def verify(
+    c,
+    image=None,
+    ami=None,
+    host=None,
+    local=False,
+    timeout=None,  # a string, so that a bad value gets our one-line error, not invoke's traceback
+    subnet=None,
+    ssh_cidr=None,
+    gpu=None,
+    ssh_key=None,
+):
+    """Verify an AMI on a spot GPU instance: launch, run tests/image, tag the verdict, always clean up."""
+    verifying.main(
+        image_arg(image),
+        ami=ami,
+        host=host,
+        use_emulator=local,
+        timeout=verifying.DEFAULT_TIMEOUT_MIN if timeout is None else timeout,
+        subnet=subnet,
+        ssh_cidr=ssh_cidr,
+        gpu=gpu,
+        ssh_key=ssh_key,
+    )
