@@ -45,7 +45,8 @@ def bakery_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:
             except botocore.exceptions.BotoCoreError as e:
                 raise Exit(f"error: {aws.describe(e)}", code=1) from None
 
-        return task(*args, **kwargs)(wrapper)
+        # No generated short flags: -h would shadow --help and -i/-a read ambiguously in CI files.
+        return task(*args, **{"auto_shortflags": False, **kwargs})(wrapper)
 
     return decorate
 

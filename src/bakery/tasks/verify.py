@@ -7,7 +7,6 @@ from ._common import bakery_task, image_arg
 
 
 @bakery_task(
-    auto_shortflags=False,  # nine options: -h would be --host, not help
     help={
         "image": "image definition name (images/NAME.toml)",
         "ami": "AMI ID to verify (default: the image's newest unverified AMI)",
