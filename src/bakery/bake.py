@@ -15,9 +15,9 @@ from typing import Any
 
 import botocore.exceptions
 
-from . import __version__, aws, catalog, cleanup, local, packer, render
+from . import __version__, aws, catalog, cleanup, local, packer, render, spot
 from .config import ImageDef
-from .errors import BakeryError, ConfigError, Interrupted
+from .errors import BakeryError, ConfigError, Interrupted, SpotInterrupted
 from .fingerprint import fingerprint
 
 REPO = render.REPO
@@ -200,7 +200,7 @@ def bake(
                     f"bake of {image.name} timed out after {image.build.timeout_minutes} minutes (build.timeout_minutes)"
                 )
             if result.returncode != 0:
-                raise BakeryError(f"packer build failed: {packer.failure(result)}")
+                raise build_failure(image.name, result, _state_reasons(ec2, build_id))
             artifact = packer.manifest(rendered.directory, build_id)
             ami = catalog.get(ec2, artifact["ami_id"])
             info = None if use_emulator else _version_info(rendered.directory)
@@ -226,6 +226,39 @@ def bake(
         )
         _summary(outcome, image, base, time.monotonic() - started, use_emulator, say)
         return outcome
+
+
+def build_failure(name: str, result: packer.Result, reasons: list[str]) -> BakeryError:
+    """Why `packer build` failed: EC2 reclaiming the spot build instance (seen in Packer's
+    output or in the state reason of the run's instances) is worth a retry; the rest is not."""
+    reclaimed = spot.interruption(*result.tail, *reasons)
+    if reclaimed:
+        return SpotInterrupted(
+            f"EC2 reclaimed the spot build instance of {name} ({reclaimed}); nothing is wrong"
+            " with the image: bake again"
+        )
+    return BakeryError(f"packer build failed: {packer.failure(result)}")
+
+
+def _state_reasons(ec2: Any, build_id: str) -> list[str]:
+    """The state reasons of the build's instances (found by the run-id tag); best effort."""
+    try:
+        reservations = ec2.describe_instances(
+            Filters=[{"Name": f"tag:{catalog.RUN_ID}", "Values": [build_id]}]
+        )["Reservations"]
+    except botocore.exceptions.ClientError:
+        return []
+    return [
+        f"{i['InstanceId']} {i['State']['Name']}: {_reason(i.get('StateReason') or {})}"
+        for r in reservations
+        for i in r["Instances"]
+        if i.get("StateReason")
+    ]
+
+
+def _reason(reason: dict[str, str]) -> str:
+    code, message = reason.get("Code", ""), reason.get("Message", "")
+    return message if message.startswith(code) else f"{code}: {message}"
 
 
 def _version_info(directory: Path) -> dict[str, Any]:

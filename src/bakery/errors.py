@@ -20,3 +20,12 @@ class Interrupted(BakeryError):
     """Ctrl-C or SIGTERM, after whatever was created has been cleaned up."""
 
     exit_code = 130
+
+
+class SpotInterrupted(BakeryError):
+    """EC2 took a spot instance back mid-run: nothing is wrong with the image, so run it again.
+
+    75 is EX_TEMPFAIL (sysexits.h); CI retries exactly this exit code and no other.
+    """
+
+    exit_code = 75

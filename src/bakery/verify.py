@@ -32,11 +32,11 @@ from typing import Any
 import botocore.exceptions
 import requests
 
-from . import TOOL, aws, catalog, cleanup, config, local
+from . import TOOL, aws, catalog, cleanup, config, local, spot
 from . import expectations as expect
 from .bake import new_build_id
 from .config import ImageDef
-from .errors import BakeryError, ConfigError, Interrupted
+from .errors import BakeryError, ConfigError, Interrupted, SpotInterrupted
 from .expectations import Verdict
 
 Say = Callable[[str], None]
@@ -630,6 +630,12 @@ def _describe(ec2: Any, instance_id: str) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
+def _reclaimed(instance: dict[str, Any]) -> bool:
+    """EC2 took the spot instance back (a retry may pass), as opposed to it shutting itself down."""
+    reason = instance.get("StateReason") or {}
+    return spot.interruption(reason.get("Code", ""), reason.get("Message", "")) is not None
+
+
 def _ended(instance: dict[str, Any]) -> str:
     reason = instance.get("StateReason", {}).get("Message") or "no reason given"
     return f"{instance['InstanceId']} ended before it was ready ({instance['State']['Name']}: {reason})"
@@ -649,7 +655,7 @@ def wait_running(ec2: Any, launched: Launched, say: Say) -> None:
             launched.private = not instance.get("PublicIpAddress")
             break
         if state in ("shutting-down", "terminated", "stopping", "stopped") and instance:
-            raise BakeryError(_ended(instance))
+            raise (SpotInterrupted if _reclaimed(instance) else BakeryError)(_ended(instance))
         if time.monotonic() - started > RUNNING_PATIENCE_S:
             raise BakeryError(
                 f"{launched.instance_id} is still {state} after {_duration(RUNNING_PATIENCE_S)}"
@@ -1092,7 +1098,7 @@ def _still_there(ec2: Any, launched: Launched | None) -> None:
     instance = _describe(ec2, launched.instance_id)
     if instance and instance["State"]["Name"] != "running":
         reason = instance.get("StateReason", {}).get("Message") or "no reason given"
-        raise BakeryError(
+        raise (SpotInterrupted if _reclaimed(instance) else BakeryError)(
             f"{launched.instance_id} went {instance['State']['Name']} during the image tests ({reason});"
             " the AMI is not marked: run verify again"
         )

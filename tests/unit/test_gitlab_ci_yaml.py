@@ -1,0 +1,363 @@
+""".gitlab-ci.yml read as data: it cannot drift from the tasks, the images, the job image's
+files, the spot exit code, or the IAM policy of docs/gitlab-ci.md.
+
+(tests/integration/test_gitlab_ci.py runs gitlab-ci-local on the same file.)
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shlex
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import botocore.session
+import pytest
+import yaml
+from botocore import xform_name
+
+from bakery import config
+from bakery.errors import SpotInterrupted
+from bakery.tasks import namespace
+
+REPO = Path(__file__).resolve().parents[2]
+KEYWORDS = {"workflow", "stages", "variables", "default", "include"}
+AWS_JOBS = ["bake", "verify", "publish", "prune", "gc"]
+CHECK_JOBS = ["lint", "render", "test", "terraform"]
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML as GitLab reads it: `!reference [job, key]` stays a plain list here."""
+
+
+_Loader.add_constructor("!reference", yaml.SafeLoader.construct_sequence)
+
+CI: dict[str, Any] = yaml.load((REPO / ".gitlab-ci.yml").read_text(), Loader=_Loader)
+
+
+def _merged(base: Any, over: Any) -> Any:
+    """GitLab's `extends`: mappings merge deeply, anything else is replaced."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        return {k: _merged(base[k], v) if k in base else v for k, v in over.items()} | {
+            k: v for k, v in base.items() if k not in over
+        }
+    return over
+
+
+def job(name: str) -> dict[str, Any]:
+    """A job with its `extends` chain resolved (`default:` is not merged in)."""
+    data = dict(CI[name])
+    parents = data.pop("extends", [])
+    resolved: dict[str, Any] = {}
+    for parent in [parents] if isinstance(parents, str) else parents:
+        resolved = _merged(resolved, job(parent))
+    return _merged(resolved, data)
+
+
+JOBS = sorted(k for k in CI if k not in KEYWORDS and not k.startswith("."))
+TEMPLATES_AND_JOBS = sorted(k for k in CI if k not in KEYWORDS)
+
+
+# --- every `invoke` the pipeline runs exists in tasks.py, with every option it passes ------
+
+
+def _script_lines(data: dict[str, Any]) -> Iterator[str]:
+    for key in ("before_script", "script", "after_script"):
+        entries = data.get(key) or []
+        for entry in [entries] if isinstance(entries, str) else entries:
+            # A block scalar holds several commands; a backslash joins continued lines.
+            yield from str(entry).replace("\\\n", " ").splitlines()
+
+
+def _variables(name: str) -> dict[str, str]:
+    """Every value a variable may have in this job: global, job and rules:variables."""
+    data = job(name)
+    values: dict[str, list[str]] = {}
+    for source in [CI.get("variables", {}), data.get("variables", {})] + [
+        rule.get("variables", {}) for rule in data.get("rules", []) if isinstance(rule, dict)
+    ]:
+        for key, value in source.items():
+            text = value.get("value", "") if isinstance(value, dict) else value
+            values.setdefault(key, []).append(str(text))
+    return {k: " ".join(v) for k, v in values.items()}
+
+
+def invocations() -> list[tuple[str, str, list[str]]]:
+    """(job, task, options) of every `invoke TASK ...` in every job and template, options
+    taken from the command and from the values of the variables it expands."""
+    found = []
+    for name in TEMPLATES_AND_JOBS:
+        variables = _variables(name)
+        for line in _script_lines(CI[name]):
+            for match in re.finditer(r"(?:^|[;&|(]\s*|\s)invoke\s+(?P<rest>.*)", line):
+                command = re.split(r"\s(?:&&|\|\||\|)\s|;", match["rest"])[0]
+                task, _, arguments = command.strip().partition(" ")
+                expansions = re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", arguments)
+                expanded = " ".join([arguments, *(variables.get(v, "") for v in expansions)])
+                options = re.findall(r"(?<![\w-])--([a-z][a-z0-9-]*)", expanded)
+                found.append((name, task, options))
+    return found
+
+
+INVOCATIONS = invocations()
+
+
+def test_the_pipeline_invokes_what_it_should() -> None:
+    """Guards the parser above: an empty list would pass everything below."""
+    assert {(j, t) for j, t, _ in INVOCATIONS} == {
+        ("render", "render"),
+        ("bake", "bake"),
+        ("verify", "verify"),
+        ("publish", "publish"),
+        ("prune", "prune"),
+        ("gc", "gc"),
+    }
+    assert ("bake", "bake", ["image", "force"]) in INVOCATIONS  # through rules:variables
+
+
+@pytest.mark.parametrize(
+    ("job_name", "task", "options"), INVOCATIONS, ids=[f"{j}-{t}" for j, t, _ in INVOCATIONS]
+)
+def test_invoked_task_and_options_exist(job_name: str, task: str, options: list[str]) -> None:
+    assert task in namespace.task_names, f"{job_name}: invoke {task}: no such task in tasks.py"
+    known = {n for a in namespace.tasks[task].get_arguments() for n in a.names}
+    unknown = sorted(set(options) - known)
+    assert unknown == [], f"{job_name}: invoke {task} has no option --{', --'.join(unknown)}"
+
+
+def test_every_script_line_parses_as_shell() -> None:
+    for name in TEMPLATES_AND_JOBS:
+        for line in _script_lines(CI[name]):
+            shlex.split(line, comments=True)
+
+
+# --- per-image jobs ----------------------------------------------------------------------
+
+PER_IMAGE = ["bake", "verify", "publish", "prune"]
+
+
+@pytest.mark.parametrize("name", PER_IMAGE)
+def test_matrix_lists_exactly_the_image_definitions(name: str) -> None:
+    matrix = job(name)["parallel"]["matrix"]
+    assert matrix == [{"IMAGE": sorted(config.names())}], (
+        "the IMAGE matrix of .per-image must list images/*.toml exactly"
+    )
+
+
+@pytest.mark.parametrize("name", PER_IMAGE)
+def test_one_job_per_image_at_a_time(name: str) -> None:
+    assert job(name)["resource_group"] == "image-$IMAGE"
+
+
+@pytest.mark.parametrize(
+    ("name", "needed"),
+    [("verify", ["bake"]), ("publish", ["bake", "verify"]), ("prune", ["bake", "publish"])],
+)
+def test_later_jobs_need_the_matching_matrix_job(name: str, needed: list[str]) -> None:
+    needs = job(name)["needs"]
+    assert [n["job"] for n in needs] == needed
+    for need in needs:
+        assert need["parallel"] == {"matrix": [{"IMAGE": ["$[[ matrix.IMAGE ]]"]}]}
+    # The dotenv report (BAKERY_BAKED, BAKERY_AMI_ID) comes from bake's artifacts.
+    assert needs[0].get("artifacts", True) is True
+
+
+@pytest.mark.parametrize("name", ["verify", "publish", "prune"])
+def test_later_jobs_end_early_when_nothing_was_baked(name: str) -> None:
+    assert job(name)["script"][0] == ". ci/skip-unless-baked.sh"
+    assert job(name).get("when", "on_success") == "on_success"
+
+
+def test_bake_reports_its_outcome_as_dotenv() -> None:
+    bake = job("bake")
+    assert bake["artifacts"]["reports"]["dotenv"] == "build/bake.env"
+    assert 'cp "build/$IMAGE/bake.env" build/bake.env' in bake["script"]
+
+
+def test_force_is_a_rule_of_bake() -> None:
+    forced, plain = job("bake")["rules"]
+    assert forced["if"].endswith('&& $BAKERY_FORCE_REBUILD == "true"')
+    assert forced["if"].startswith(plain["if"])
+    assert forced["variables"] == {"BAKERY_BAKE_OPTIONS": "--force"}
+    assert job("bake")["variables"]["BAKERY_BAKE_OPTIONS"] == ""
+
+
+@pytest.mark.parametrize("name", JOBS)
+def test_only_a_spot_interruption_is_retried(name: str) -> None:
+    retry = job(name).get("retry")
+    if name in ("bake", "verify"):
+        assert retry == {"max": 2, "exit_codes": [SpotInterrupted.exit_code]}
+    else:
+        assert retry is None
+
+
+def test_spot_exit_code_is_ex_tempfail() -> None:
+    assert SpotInterrupted.exit_code == 75
+
+
+def test_gc_runs_after_the_images_whatever_they_did() -> None:
+    gc = job("gc")
+    assert CI["stages"][-1] == gc["stage"] == "gc"
+    assert "needs" not in gc  # stage order: after every prune
+    assert [r["when"] for r in gc["rules"]] == ["always"]
+
+
+# --- credentials -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", AWS_JOBS)
+def test_aws_jobs_use_the_oidc_role(name: str) -> None:
+    data = job(name)
+    assert data["id_tokens"] == {"AWS_ID_TOKEN": {"aud": "sts.amazonaws.com"}}
+    assert data["before_script"] == [". ci/job-env.sh", ". ci/aws-oidc.sh"]
+    assert data["interruptible"] is False
+    assert all("$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH" in r["if"] for r in data["rules"])
+
+
+@pytest.mark.parametrize("name", CHECK_JOBS)
+def test_checks_have_no_credentials_and_are_interruptible(name: str) -> None:
+    data = job(name)
+    assert "id_tokens" not in data
+    assert data["interruptible"] is True
+    assert [r["if"] for r in data["rules"]] == [
+        '$CI_PIPELINE_SOURCE == "merge_request_event" || $CI_PIPELINE_SOURCE == "push"'
+    ]
+
+
+def test_no_stored_keys() -> None:
+    text = (REPO / ".gitlab-ci.yml").read_text()
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        assert name not in text
+
+
+# --- the job image -----------------------------------------------------------------------
+
+
+def test_job_image_tag_is_the_hash_of_its_files() -> None:
+    printed = subprocess.run(
+        ["sh", str(REPO / "ci" / "image-tag")], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{12}", printed)
+    pinned = CI["variables"]["BAKERY_CI_IMAGE_TAG"].partition("@")[0]
+    assert pinned == printed, (
+        f"ci/image/ or pyproject.toml changed: set BAKERY_CI_IMAGE_TAG to {printed} in"
+        " .gitlab-ci.yml (the pipeline then builds that image)"
+    )
+    assert CI["default"]["image"] == "$CI_REGISTRY_IMAGE/ci:$BAKERY_CI_IMAGE_TAG"
+
+
+def test_image_build_follows_its_files() -> None:
+    paths = next(r for r in job("ci-image")["rules"] if "changes" in r)["changes"]["paths"]
+    assert paths == ["ci/image/**/*", "pyproject.toml"]
+    for name in [*CHECK_JOBS, "bake"]:
+        assert {"job": "ci-image", "optional": True} in job(name)["needs"]
+
+
+def test_dockerfile_pins_versions_and_checksums() -> None:
+    text = (REPO / "ci" / "image" / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:\d+\.\d+\.\d+-slim-bookworm", text, re.M)
+    for tool in ("PACKER", "TERRAFORM"):
+        assert re.search(rf"^ARG {tool}_VERSION=\d+\.\d+\.\d+$", text, re.M)
+        assert re.search(rf"^ARG {tool}_SHA256=[0-9a-f]{{64}}$", text, re.M)
+        assert f'echo "${{{tool}_SHA256}}  ' in text
+    packer = re.search(r"^ARG PACKER_VERSION=(\d+)\.(\d+)", text, re.M)
+    assert packer and (int(packer[1]), int(packer[2])) >= (1, 11)
+
+
+# --- the IAM policy of docs/gitlab-ci.md covers what the code calls -------------------------
+
+DOC = (REPO / "docs" / "gitlab-ci.md").read_text()
+POLICIES = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", DOC, re.S)]
+# The pipeline runs publish without --update-key-policy: no key policy is ever written.
+NOT_IN_CI = {"kms:PutKeyPolicy"}
+
+
+def _permissions() -> dict[str, Any]:
+    (policy,) = [p for p in POLICIES if not any("Principal" in s for s in p["Statement"])]
+    return policy
+
+
+def _allowed() -> set[str]:
+    actions: set[str] = set()
+    for statement in _permissions()["Statement"]:
+        assert statement["Effect"] == "Allow"
+        listed = statement["Action"]
+        actions |= {a.lower() for a in ([listed] if isinstance(listed, str) else listed)}
+    return actions
+
+
+def _modules_behind_the_ci_tasks() -> list[Path]:
+    """bakery.tasks.{images,verify,distribute} and every bakery module they import."""
+    src = REPO / "src" / "bakery"
+    todo = [src / "tasks" / f"{m}.py" for m in ("images", "verify", "distribute")]
+    seen: set[Path] = set()
+    while todo:
+        path = todo.pop()
+        if path in seen or not path.exists():
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = path.parent if node.level == 1 else path.parent.parent
+                if node.module:
+                    todo.append(base / (node.module.replace(".", "/") + ".py"))
+                todo += [base / f"{alias.name}.py" for alias in node.names]
+    return sorted(seen)
+
+
+def aws_calls() -> dict[str, set[str]]:
+    """IAM action candidates (ec2/ssm/kms) -> the modules calling them; STS's
+    GetCallerIdentity needs no permission."""
+    session = botocore.session.get_session()
+    operations: dict[str, list[str]] = {}
+    for service in ("ec2", "ssm", "kms"):
+        for op in session.get_service_model(service).operation_names:
+            operations.setdefault(xform_name(op), []).append(f"{service}:{op}")
+    calls: dict[str, set[str]] = {}
+    for path in _modules_behind_the_ci_tasks():
+        text = path.read_text()
+        names = re.findall(r"\.([a-z_]+)\(", text)
+        names += re.findall(r"get_paginator\(\s*\"([a-z_]+)\"", text)
+        names += ["describe_instances"] * bool(re.search(r"get_waiter\(\s*\"instance_", text))
+        for name in names:
+            for action in operations.get(name, []):
+                calls.setdefault(action, set()).add(path.name)
+    return calls
+
+
+CALLS = aws_calls()
+
+
+def test_the_code_scan_finds_the_calls() -> None:
+    assert {"ec2:RunInstances", "ec2:CopyImage", "ssm:PutParameter", "kms:GetKeyPolicy"} <= set(
+        CALLS
+    )
+
+
+@pytest.mark.parametrize("action", sorted(CALLS))
+def test_permission_policy_allows_every_call(action: str) -> None:
+    if action in NOT_IN_CI:
+        assert action.lower() not in _allowed()
+        assert action.split(":")[1] in DOC, f"docs/gitlab-ci.md should say why {action} is absent"
+        return
+    # Ambiguous method names (delete_tags is EC2's and Auto Scaling's) need one of them.
+    op = action.partition(":")[2]
+    candidates = [a for a in CALLS if a.partition(":")[2] == op] or [action]
+    assert any(c.lower() in _allowed() for c in candidates), (
+        f"{', '.join(sorted(CALLS[action]))} call {action}, which the policy of docs/gitlab-ci.md lacks"
+    )
+
+
+def test_trust_policy_is_for_the_default_branch_only() -> None:
+    (trust,) = [p for p in POLICIES if any("Principal" in s for s in p["Statement"])]
+    (statement,) = trust["Statement"]
+    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+    condition = statement["Condition"]["StringEquals"]
+    assert condition["gitlab.com:aud"] == "sts.amazonaws.com"
+    assert re.fullmatch(
+        r"project_path:[^:*]+:ref_type:branch:ref:main", condition["gitlab.com:sub"]
+    )

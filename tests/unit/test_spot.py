@@ -1,0 +1,167 @@
+"""A spot interruption ends bake and verify with exit code 75 (CI retries it); nothing else does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from invoke import Exit
+
+from bakery import bake, spot, verify
+from bakery.errors import BakeryError, SpotInterrupted
+from bakery.packer import Result
+from bakery.tasks._common import bakery_task
+
+INTERRUPTED = {
+    "state-reason-termination": "Server.SpotInstanceTermination: Spot instance termination",
+    "state-reason-stop": "Server.SpotInstanceShutdown: Spot instance shutdown",
+    "packer-waiter": "==> amazon-ebs.image: Error waiting for instance (i-0abc) to become ready:"
+    " instance terminated: Server.SpotInstanceTermination",
+    "request-no-capacity": "status instance-terminated-no-capacity: Your Spot Instance was terminated",
+    "request-by-price": "instance-terminated-by-price",
+    "request-oversubscribed": "instance-terminated-capacity-oversubscribed",
+    "notice": "spot request sir-0123 is marked-for-termination",
+}
+NOT_INTERRUPTED = {
+    "api-terminate": "Client.UserInitiatedShutdown: User initiated shutdown",
+    "shut-itself-down": "Client.InstanceInitiatedShutdown: Instance initiated shutdown",
+    "launch-capacity": "InsufficientInstanceCapacity: no capacity in us-east-1a",
+    "request-capacity": "capacity-not-available",
+    "user-terminated": "instance-terminated-by-user",
+    "script-failed": "==> amazon-ebs.image: Script exited with non-zero exit status: 1",
+    "empty": "",
+}
+
+
+@pytest.mark.parametrize("text", INTERRUPTED.values(), ids=INTERRUPTED.keys())
+def test_interruption_is_seen(text: str) -> None:
+    assert spot.interruption("unrelated line", text) == text.strip()
+
+
+@pytest.mark.parametrize("text", NOT_INTERRUPTED.values(), ids=NOT_INTERRUPTED.keys())
+def test_other_endings_are_not_interruptions(text: str) -> None:
+    assert spot.interruption(text) is None
+
+
+def test_the_first_matching_line_is_the_evidence() -> None:
+    text = "==> building\nserver.spotinstancetermination: gone\nmarked-for-stop"
+    assert spot.interruption(text) == "server.spotinstancetermination: gone"
+
+
+def test_spot_interrupted_exits_75_through_a_task() -> None:
+    @bakery_task()
+    def failing(c: Any) -> None:
+        raise SpotInterrupted("EC2 reclaimed it")
+
+    with pytest.raises(Exit) as exc:
+        failing.body(None)
+    assert exc.value.code == 75
+    assert SpotInterrupted.exit_code == 75 and issubclass(SpotInterrupted, BakeryError)
+
+
+# --- bake: packer failed, and the build instance was reclaimed --------------------------------
+
+
+def _result(*lines: str) -> Result:
+    return Result(returncode=1, interrupted=False, timed_out=False, tail=list(lines))
+
+
+def test_bake_failure_from_packer_output_is_an_interruption() -> None:
+    error = bake.build_failure(
+        "img", _result("==> amazon-ebs.image: Server.SpotInstanceTermination"), []
+    )
+    assert isinstance(error, SpotInterrupted)
+    assert "EC2 reclaimed the spot build instance of img" in str(error)
+
+
+def test_bake_failure_from_the_instance_state_reason_is_an_interruption() -> None:
+    failed = _result("Build 'amazon-ebs.image' errored after 12 minutes: Script disconnected")
+    reasons = ["i-0abc terminated: Server.SpotInstanceTermination: Spot instance termination"]
+    assert isinstance(bake.build_failure("img", failed, reasons), SpotInterrupted)
+
+
+def test_other_bake_failures_are_not_retried() -> None:
+    failed = _result("==> amazon-ebs.image: Script exited with non-zero exit status: 1")
+    reasons = ["i-0abc terminated: Client.UserInitiatedShutdown: User initiated shutdown"]
+    error = bake.build_failure("img", failed, reasons)
+    assert type(error) is BakeryError
+    assert str(error).startswith("packer build failed: ")
+
+
+class _Ec2:
+    def __init__(self, *instances: dict[str, Any]) -> None:
+        self.instances = list(instances)
+        self.calls: list[dict[str, Any]] = []
+
+    def describe_instances(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(kwargs)
+        return {"Reservations": [{"Instances": self.instances}]}
+
+
+def _instance(state: str, code: str = "", message: str = "") -> dict[str, Any]:
+    reason = {"Code": code, "Message": message} if code else {}
+    return {"InstanceId": "i-0abc", "State": {"Name": state}, "StateReason": reason}
+
+
+def test_state_reasons_of_the_build_are_found_by_its_run_id() -> None:
+    ec2 = _Ec2(
+        _instance(
+            "terminated",
+            "Server.SpotInstanceTermination",
+            "Server.SpotInstanceTermination: Spot instance termination",
+        )
+    )
+    assert bake._state_reasons(ec2, "20250101-000000-abcdef") == [
+        "i-0abc terminated: Server.SpotInstanceTermination: Spot instance termination"
+    ]
+    assert ec2.calls == [
+        {"Filters": [{"Name": "tag:bakery:run-id", "Values": ["20250101-000000-abcdef"]}]}
+    ]
+
+
+# --- verify: the instance went away during the image tests or before it was ready -----------
+
+
+def _launched() -> verify.Launched:
+    return verify.Launched("i-0abc", "g5.xlarge", "us-east-1a")
+
+
+def test_verify_instance_reclaimed_during_the_tests_is_an_interruption() -> None:
+    ec2 = _Ec2(
+        _instance(
+            "terminated",
+            "Server.SpotInstanceTermination",
+            "Server.SpotInstanceTermination: Spot instance termination",
+        )
+    )
+    with pytest.raises(SpotInterrupted, match="went terminated during the image tests"):
+        verify._still_there(ec2, _launched())
+
+
+def test_verify_instance_that_shut_itself_down_is_not_retried() -> None:
+    ec2 = _Ec2(
+        _instance(
+            "terminated",
+            "Client.InstanceInitiatedShutdown",
+            "Client.InstanceInitiatedShutdown: Instance initiated shutdown",
+        )
+    )
+    with pytest.raises(BakeryError) as exc:
+        verify._still_there(ec2, _launched())
+    assert type(exc.value) is BakeryError
+
+
+def test_verify_instance_still_running_is_left_to_the_verdict() -> None:
+    verify._still_there(_Ec2(_instance("running")), _launched())
+
+
+def test_verify_instance_reclaimed_before_it_was_ready_is_an_interruption() -> None:
+    ec2 = _Ec2(
+        _instance(
+            "shutting-down",
+            "Server.SpotInstanceTermination",
+            "Server.SpotInstanceTermination: Spot instance termination",
+        )
+    )
+    with pytest.raises(SpotInterrupted, match="ended before it was ready"):
+        verify.wait_running(ec2, _launched(), lambda line: None)
