@@ -124,10 +124,10 @@ resource "aws_security_group" "this" {
 }
 
 resource "aws_vpc_security_group_ingress_rule" "ui" {
-  for_each = toset(var.ui_ingress_cidrs)
+  for_each = toset(concat(var.ui_ingress_cidrs, var.ui_public_ingress ? ["0.0.0.0/0"] : []))
 
   security_group_id = aws_security_group.this.id
-  description       = "UI (no authentication) from ${each.value}"
+  description       = each.value == "0.0.0.0/0" ? "UI (no authentication) from anywhere (ui_public_ingress)" : "UI (no authentication) from ${each.value}"
   ip_protocol       = "tcp"
   from_port         = var.ui_port
   to_port           = var.ui_port

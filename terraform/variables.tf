@@ -106,6 +106,12 @@ variable "ui_ingress_cidrs" {
   }
 }
 
+variable "ui_public_ingress" {
+  description = "Also open ui_port to the whole IPv4 internet (0.0.0.0/0), which ui_ingress_cidrs refuses. The UI has no authentication and can make Ollama pull models: anyone who finds the address can use the GPUs and fill the disk. false (the default) opens nothing beyond ui_ingress_cidrs; `invoke launch --allow-cidr 0.0.0.0/0 --yes-public` sets it."
+  type        = bool
+  default     = false
+}
+
 variable "additional_security_group_ids" {
   description = "Security groups to attach to the instances besides the one the module creates, e.g. one that lets an authenticating load balancer reach ui_port."
   type        = list(string)

@@ -38,12 +38,21 @@ def _reachable(url: str) -> bool:
     return True
 
 
+# moto knows AWS managed policies (AmazonSSMManagedInstanceCore...) only when this is "true"
+# as an account's IAM backend is made; it reads the variable in its own process.
+MANAGED_POLICIES_ENV = "MOTO_IAM_LOAD_MANAGED_POLICIES"
+
+
 @contextlib.contextmanager
-def emulator(say=print) -> Iterator[str]:
-    """Point boto3 (and the packer/terraform we start) at an emulator; yield its URL."""
+def emulator(say=print, *, aws_managed_policies: bool = False) -> Iterator[str]:
+    """Point boto3 (and the packer/terraform we start) at an emulator; yield its URL.
+
+    aws_managed_policies: an emulator started here knows AWS managed policies (one found at
+    AWS_ENDPOINT_URL must have been started with MOTO_IAM_LOAD_MANAGED_POLICIES=true)."""
     saved = {
         k: os.environ.get(k)
         for k in [
+            MANAGED_POLICIES_ENV,
             *FAKE_CREDENTIALS,
             "AWS_ENDPOINT_URL",
             "AWS_REGION",
@@ -69,6 +78,8 @@ def emulator(say=print) -> Iterator[str]:
                     "--local needs the emulator: pip install 'gpu-ami-bakery[local]' (moto[server])"
                 ) from None
             logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log on our output
+            if aws_managed_policies:
+                os.environ[MANAGED_POLICIES_ENV] = "true"
             port = _free_port()
             server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
             server.start()
