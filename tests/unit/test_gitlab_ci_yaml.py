@@ -1,5 +1,5 @@
 """.gitlab-ci.yml read as data: it cannot drift from the tasks, the images, the job image's
-files, the spot exit code, or the IAM policy of docs/gitlab-ci.md.
+files, the spot exit code, or the IAM policy of the README.
 
 (tests/integration/test_gitlab_ci.py runs gitlab-ci-local on the same file.)
 """
@@ -268,9 +268,9 @@ def test_dockerfile_pins_versions_and_checksums() -> None:
     assert packer and (int(packer[1]), int(packer[2])) >= (1, 11)
 
 
-# --- the IAM policy of docs/gitlab-ci.md covers what the code calls -------------------------
+# --- the IAM policy of the README covers what the code calls -------------------------
 
-DOC = (REPO / "docs" / "gitlab-ci.md").read_text()
+DOC = (REPO / "README.md").read_text()
 POLICIES = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", DOC, re.S)]
 # The pipeline runs publish without --update-key-policy: no key policy is ever written.
 NOT_IN_CI = {"kms:PutKeyPolicy"}
@@ -342,13 +342,13 @@ def test_the_code_scan_finds_the_calls() -> None:
 def test_permission_policy_allows_every_call(action: str) -> None:
     if action in NOT_IN_CI:
         assert action.lower() not in _allowed()
-        assert action.split(":")[1] in DOC, f"docs/gitlab-ci.md should say why {action} is absent"
+        assert action.split(":")[1] in DOC, f"the README should say why {action} is absent"
         return
     # Ambiguous method names (delete_tags is EC2's and Auto Scaling's) need one of them.
     op = action.partition(":")[2]
     candidates = [a for a in CALLS if a.partition(":")[2] == op] or [action]
     assert any(c.lower() in _allowed() for c in candidates), (
-        f"{', '.join(sorted(CALLS[action]))} call {action}, which the policy of docs/gitlab-ci.md lacks"
+        f"{', '.join(sorted(CALLS[action]))} call {action}, which the policy in the README lacks"
     )
 
 
