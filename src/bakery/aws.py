@@ -9,13 +9,16 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import botocore.exceptions
 from botocore.config import Config
 
-from .errors import BakeryError
+from .errors import BakeryError, ConfigError
+
+if TYPE_CHECKING:
+    from .config import ImageDef
 
 _CONFIG = Config(
     retries={"mode": "adaptive", "max_attempts": 10}, user_agent_extra="gpu-ami-bakery"
@@ -93,3 +96,19 @@ def describe(e: BaseException) -> str:
         err = e.response.get("Error", {})
         return f"{err.get('Code', 'Error')}: {err.get('Message', '').strip()}"
     return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def check_instance_types(ec2: Any, image: ImageDef, section: str) -> None:
+    """Every type of the definition's `section`.instance_types exists in the client's region."""
+    types = list(getattr(image, section).instance_types)
+    try:
+        ec2.describe_instance_types(InstanceTypes=types)
+    except botocore.exceptions.ClientError as e:
+        if error_code(e) != "InvalidInstanceType":
+            raise BakeryError(f"cannot check the {section} instance types: {describe(e)}") from None
+        bad = [t for t in types if t in describe(e)] or types
+        raise ConfigError(
+            image.path,
+            f"{section}.instance_types",
+            f"{', '.join(bad)}: no such instance type in {ec2.meta.region_name}",
+        ) from None

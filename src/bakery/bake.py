@@ -42,22 +42,6 @@ class Outcome:
     manifest: dict[str, Any]
 
 
-def check_instance_types(ec2: Any, image: ImageDef) -> None:
-    types = list(image.build.instance_types)
-    try:
-        ec2.describe_instance_types(InstanceTypes=types)
-    except botocore.exceptions.ClientError as e:
-        if aws.error_code(e) != "InvalidInstanceType":
-            raise BakeryError(f"cannot check the build instance types: {aws.describe(e)}") from None
-        message = aws.describe(e)
-        bad = [t for t in types if t in message] or types
-        raise ConfigError(
-            image.path,
-            "build.instance_types",
-            f"{', '.join(bad)}: no such instance type in {ec2.meta.region_name}",
-        ) from None
-
-
 def resolve_base(ec2: Any, ssm: Any, image: ImageDef, *, parameter: str | None = None) -> Base:
     """The base AMI as of now: from the SSM parameter, or the newest AMI matching the filter."""
     if image.base.ssm_parameter:
@@ -147,7 +131,7 @@ def bake(
         aws.identity()
         region = aws.region()
         ec2, ssm = aws.client("ec2"), aws.client("ssm")
-        check_instance_types(ec2, image)
+        aws.check_instance_types(ec2, image, "build")
         parameter = None
         if use_emulator and image.base.ssm_parameter:
             parameter = local.stand_in_base(ssm, ec2, image.base.ssm_parameter, say)

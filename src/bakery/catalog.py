@@ -54,6 +54,11 @@ def tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
     return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
 
 
+def tag_spec(kind: str, tags: dict[str, str]) -> dict[str, Any]:
+    """Tags for a resource a create call makes (its TagSpecifications entry)."""
+    return {"ResourceType": kind, "Tags": tag_list(tags)}
+
+
 def tags_of(resource: dict[str, Any]) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
 

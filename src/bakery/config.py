@@ -357,14 +357,14 @@ def load(name_or_path: str | Path, images_dir: Path = IMAGES_DIR) -> ImageDef:
         path = images_dir / f"{name_or_path}.toml"
     if not path.is_file():
         known = ", ".join(names(images_dir)) or "none"
-        raise ConfigError(_rel(path), "", f"no such image definition (images: {known})")
+        raise ConfigError(rel(path), "", f"no such image definition (images: {known})")
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(_rel(path), "", f"is not valid TOML: {e}") from None
+        raise ConfigError(rel(path), "", f"is not valid TOML: {e}") from None
     except UnicodeDecodeError:
-        raise ConfigError(_rel(path), "", "is not UTF-8 text") from None
-    return _parse(_rel(path), path.stem, data)
+        raise ConfigError(rel(path), "", "is not UTF-8 text") from None
+    return _parse(rel(path), path.stem, data)
 
 
 def _parse(path: Path, name: str, data: dict[str, Any]) -> ImageDef:
@@ -501,7 +501,8 @@ def names(images_dir: Path = IMAGES_DIR) -> list[str]:
     return sorted(p.stem for p in images_dir.glob("*.toml"))
 
 
-def _rel(path: Path) -> Path:
+def rel(path: Path) -> Path:
+    """A path as messages show it: relative to the working directory when inside it."""
     try:
         return path.resolve().relative_to(Path.cwd())
     except ValueError:

@@ -30,7 +30,7 @@ import botocore.exceptions
 
 from . import aws, catalog, fleet, local, tfroot
 from . import terraform as tf
-from .config import ImageDef
+from .config import ImageDef, rel
 from .errors import BakeryError, ConfigError, Interrupted
 
 Say = Callable[[str], None]
@@ -236,23 +236,6 @@ def root_volume_gib(ami: dict[str, Any]) -> int | None:
     return None
 
 
-def check_instance_types(ec2: Any, image: ImageDef) -> None:
-    types = list(image.launch.instance_types)
-    try:
-        ec2.describe_instance_types(InstanceTypes=types)
-    except botocore.exceptions.ClientError as e:
-        if aws.error_code(e) != "InvalidInstanceType":
-            raise BakeryError(
-                f"cannot check the launch instance types: {aws.describe(e)}"
-            ) from None
-        bad = [t for t in types if t in aws.describe(e)] or types
-        raise ConfigError(
-            image.path,
-            "launch.instance_types",
-            f"{', '.join(bad)}: no such instance type in {ec2.meta.region_name}",
-        ) from None
-
-
 @dataclass(frozen=True)
 class Network:
     vpc_id: str
@@ -348,7 +331,7 @@ class Root:
     def state(self) -> str:
         if self.backend:
             return self.backend.describe()
-        return str(_rel(self.work / tfroot.LOCAL_STATE))
+        return str(rel(self.work / tfroot.LOCAL_STATE))
 
     def main_tf(self) -> str:
         return tfroot.main_tf(
@@ -369,11 +352,11 @@ class Root:
                 if self.backend
                 else f"{tfroot.BUCKET_ENV} is not set now"
             )
-            where = f"{_rel(self.work / tfroot.LOCAL_STATE)}" if recorded == "local" else recorded
+            where = f"{rel(self.work / tfroot.LOCAL_STATE)}" if recorded == "local" else recorded
             raise BakeryError(
                 f"the fleet of {self.image.name} in {self.region} keeps its state in {where}, but"
                 f" {now}: set the backend variables as they were, or move the state yourself"
-                f" (terraform -chdir={_rel(self.work)} init -migrate-state)"
+                f" (terraform -chdir={rel(self.work)} init -migrate-state)"
             )
 
 
@@ -459,7 +442,7 @@ def launch(
             )
         root.check_backend()
         ec2 = aws.client("ec2", root.region)
-        check_instance_types(ec2, image)
+        aws.check_instance_types(ec2, image, "launch")
         try:
             ami = pick_ami(ec2, image, root.region, allow_unverified=allow_unverified, say=say)
         except BakeryError as e:
@@ -559,7 +542,7 @@ def _announce(
             f"launch: the UI port {port} closed to the network (no --allow-cidr): Session Manager only"
         )
     say("launch: Ollama's port 11434 is never opened")
-    say(f"launch: working folder {_rel(root.work)}; state {root.state()}")
+    say(f"launch: working folder {rel(root.work)}; state {root.state()}")
 
 
 def _wait_and_tell(
@@ -626,13 +609,6 @@ def _command(root: Root, task: str, *options: str) -> str:
     return " ".join(
         ["invoke", task, "--image", root.image.name, *options] + (["--local"] if root.local else [])
     )
-
-
-def _rel(path: Path) -> Path:
-    try:
-        return path.resolve().relative_to(Path.cwd())
-    except ValueError:
-        return path
 
 
 # --- what was launched ----------------------------------------------------------------------
@@ -829,7 +805,7 @@ def destroy(
             return None
         if not (root.work / tfroot.TFVARS).is_file():
             raise BakeryError(
-                f"{_rel(root.work)} holds a fleet's state but not its {tfroot.TFVARS}: run"
+                f"{rel(root.work)} holds a fleet's state but not its {tfroot.TFVARS}: run"
                 f" {_command(root, 'launch')} again to rewrite it, then destroy"
             )
         say(f"destroy: {image.name} in {root.region} (state {root.state()})")
@@ -859,7 +835,7 @@ def destroy(
         _remove(root.work)
         say(
             f"destroy: nothing of {image.name}'s fleet is left in {root.region} (group, launch"
-            f" template, security group, instance role and profile, instances); removed {_rel(root.work)}"
+            f" template, security group, instance role and profile, instances); removed {rel(root.work)}"
         )
         if root.local:
             say("local: the emulator's records were deleted; no instance really ran there")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BakeryError
+from .interrupts import sigterm_as_interrupt
 from .render import MODERN, Rendered
 
 MINIMUM = (1, 6, 6)
@@ -164,28 +165,23 @@ def run(
         timer.start()
     tail: list[str] = []
     interrupted = False
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        while True:
-            try:
-                assert proc.stdout is not None
-                for line in proc.stdout:
-                    say(line.rstrip("\n"))
-                    tail = [*tail[-29:], line.rstrip("\n")]
-                proc.wait()
-                break
-            except KeyboardInterrupt:
-                interrupted = True
-                stop("interrupted")
+        with sigterm_as_interrupt():
+            while True:
+                try:
+                    assert proc.stdout is not None
+                    for line in proc.stdout:
+                        say(line.rstrip("\n"))
+                        tail = [*tail[-29:], line.rstrip("\n")]
+                    proc.wait()
+                    break
+                except KeyboardInterrupt:
+                    interrupted = True
+                    stop("interrupted")
     finally:
-        signal.signal(signal.SIGTERM, previous)
         if timer:
             timer.cancel()
     return Result(proc.returncode, interrupted, timed_out.is_set(), tail)
-
-
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def _kill(proc: subprocess.Popen[str], say: Callable[[str], None]) -> None:

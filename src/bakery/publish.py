@@ -195,8 +195,8 @@ def copy_request(plan: Plan, region: str) -> dict[str, Any]:
         "ClientToken": _token(plan.source_id, region, key),
         # CopyImageTags brings the AMI's own tags; these make the copy findable from the start.
         "TagSpecifications": [
-            {"ResourceType": "image", "Tags": catalog.tag_list(origin)},
-            {"ResourceType": "snapshot", "Tags": catalog.tag_list(snapshot_tags)},
+            catalog.tag_spec("image", origin),
+            catalog.tag_spec("snapshot", snapshot_tags),
         ],
     }
     if key:

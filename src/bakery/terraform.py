@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .config import rel
 from .errors import BakeryError, Interrupted
+from .interrupts import sigterm_as_interrupt
 
 MINIMUM = (1, 5, 0)  # the module's required_version
 LOCKFILE_MINIMUM = (1, 10, 0)  # the S3 backend's use_lockfile
@@ -149,8 +151,7 @@ class Terraform:
             raise BakeryError(f"cannot run {self.binary}: {e.strerror}") from None
         tail: list[str] = []
         interrupted = False
-        previous = _on_sigterm_interrupt()
-        try:
+        with sigterm_as_interrupt():
             while True:
                 try:
                     assert proc.stdout is not None
@@ -171,8 +172,6 @@ class Terraform:
                     )
                     interrupted = True
                     proc.send_signal(signal.SIGINT)
-        finally:
-            _restore_sigterm(previous)
         return Result(proc.returncode, interrupted, tail)
 
     def check(self, *args: str) -> None:
@@ -182,7 +181,7 @@ class Terraform:
             raise Stopped(args[0])
         if result.returncode != 0:
             raise BakeryError(
-                f"terraform {args[0]} failed in {_rel(self.folder)}: {failure(result.tail)}"
+                f"terraform {args[0]} failed in {rel(self.folder)}: {failure(result.tail)}"
             )
 
     def capture(self, *args: str) -> str:
@@ -201,9 +200,7 @@ class Terraform:
             ) from None
         if out.returncode != 0:
             lines = (out.stderr + out.stdout).splitlines()
-            raise BakeryError(
-                f"terraform {args[0]} failed in {_rel(self.folder)}: {failure(lines)}"
-            )
+            raise BakeryError(f"terraform {args[0]} failed in {rel(self.folder)}: {failure(lines)}")
         return out.stdout
 
     def init(self) -> None:
@@ -241,27 +238,3 @@ def failure(lines: list[str]) -> str:
             return text[:500]
     last = [ln for ln in cleaned if ln]
     return last[-1][:300] if last else "no output"
-
-
-def _rel(path: Path) -> Path:
-    try:
-        return path.resolve().relative_to(Path.cwd())
-    except ValueError:
-        return path
-
-
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-def _on_sigterm_interrupt() -> Any:
-    """SIGTERM (CI cancelling a job) takes the same way as Ctrl-C (main thread only)."""
-    try:
-        return signal.signal(signal.SIGTERM, _raise_interrupt)
-    except ValueError:  # not the main thread
-        return None
-
-
-def _restore_sigterm(previous: Any) -> None:
-    if previous is not None:
-        signal.signal(signal.SIGTERM, previous)

@@ -7,74 +7,68 @@ rest by ID, then sweeps the run id for anything else; what still escapes, `gc` f
 
 The AMI is marked only from the suite's JUnit report, and only after a real host was tested:
 passed when every check ran and passed, failed (with the first failing check) otherwise.
+
+Launching with fallback is spot.py's; the SSH access and --host's reach are sshaccess.py's.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import ipaddress
 import json
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import botocore.exceptions
-import requests
 
-from . import TOOL, aws, catalog, cleanup, config, local, spot
+from . import TOOL, aws, catalog, cleanup, local
 from . import expectations as expect
 from .bake import new_build_id
 from .config import ImageDef
-from .errors import BakeryError, ConfigError, Interrupted, SpotInterrupted
+from .errors import BakeryError, Interrupted, SpotInterrupted
 from .expectations import Verdict
+from .interrupts import TimedOut, shielded, sigterm_as_interrupt, watchdog
+from .spot import (
+    Created,
+    Launched,
+    Plan,
+    describe_instance,
+    launch_with_fallback,
+    plan,
+    reclaimed,
+    wait_running,
+)
+from .spot import launch_params as launch_params  # re-exported: tests use verify.NAME
+from .sshaccess import (
+    Access,
+    check_reachable,
+    close_master,
+    create_access,
+    parse_host,
+    reach_over_ssh,
+    runner_cidr,
+    ssh_network,
+)
+from .sshaccess import console_host_keys as console_host_keys  # re-exported: tests use verify.NAME
+from .waiting import POLL_S, duration
 
 Say = Callable[[str], None]
+Reach = Callable[[Any, Launched, Access, Say], None]
 
 DEFAULT_TIMEOUT_MIN = 45
-POLL_S = 5.0
-RUNNING_PATIENCE_S = 10 * 60  # pending -> running
-STATUS_PATIENCE_S = 15 * 60  # running -> both status checks ok
-SSH_PATIENCE_S = 10 * 60  # status ok -> port 22 answers and the key is accepted
-CLOUD_INIT_PATIENCE_S = 30 * 60  # logged in -> `cloud-init status --wait` returns
 TERMINATE_PATIENCE_S = 10 * 60
 TTL_GRACE_S = 30 * 60  # bakery:expires-at = start + --timeout + this
-CHECKIP_URL = "https://checkip.amazonaws.com"
-LOCAL_CIDR = "127.0.0.1/32"
-WIDEST_SSH_PREFIX = 16
-HOST_SCHEMES = ("ssh", "safe-ssh", "paramiko", "local")
 AMI_ID_RE = re.compile(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$")
 SUBNET_ID_RE = re.compile(r"^subnet-([0-9a-f]{8}|[0-9a-f]{17})$")
 
 VERIFIED_AT, VERIFY_GPU, VERIFY_TIMINGS, VERIFY_REPORT, VERIFY_FAILURE = catalog.VERIFY_TAGS
-
-# RunInstances errors that another zone or type may not have: say so and try the next.
-CAPACITY_CODES = {
-    "InsufficientInstanceCapacity",
-    "InsufficientCapacity",
-    "InsufficientHostCapacity",
-    "InsufficientFreeAddressesInSubnet",
-    "SpotMaxPriceTooLow",
-    "Unsupported",
-    "UnfulfillableCapacity",
-}
-# Regional limits: every zone would answer alike, so the next type is tried, not the next zone.
-QUOTA_CODES = {"MaxSpotInstanceCountExceeded", "VcpuLimitExceeded", "InstanceLimitExceeded"}
-THROTTLE_CODES = {"RequestLimitExceeded", "Throttling", "ThrottlingException"}
-
-
-class _TimedOut(BaseException):
-    """The --timeout watchdog fired (a BaseException, so no `except Exception` swallows it)."""
 
 
 # --- options ------------------------------------------------------------------------------
@@ -102,130 +96,6 @@ def check_timeout(minutes: Any) -> float:
     if not 5 <= value <= 720:
         raise BakeryError(f"--timeout {value} is out of range (5 to 720 minutes)")
     return value * 60.0
-
-
-def ssh_network(value: str) -> str:
-    """--ssh-cidr: an IPv4 address (taken as /32) or a network no wider than /16."""
-    try:
-        net = ipaddress.ip_network(value.strip(), strict=True)
-    except ValueError as e:
-        raise BakeryError(f"--ssh-cidr {value!r} is not an IPv4 address or network: {e}") from None
-    if net.version != 4:
-        raise BakeryError(
-            f"--ssh-cidr {value!r}: only IPv4 is supported (the instance has no IPv6)"
-        )
-    if net.prefixlen < WIDEST_SSH_PREFIX:
-        raise BakeryError(
-            f"--ssh-cidr {net} would open SSH to {net.num_addresses} addresses; give the runner's"
-            f" address (a /32) or a network no wider than /{WIDEST_SSH_PREFIX}"
-        )
-    return str(net)
-
-
-def runner_cidr(given: str | None, use_emulator: bool, say: Say) -> str:
-    if given:
-        return ssh_network(given)
-    if use_emulator:
-        say(
-            f"local: the security group admits SSH from {LOCAL_CIDR} only: no runner address is"
-            " looked up for the emulator (--ssh-cidr sets one)"
-        )
-        return LOCAL_CIDR
-    try:
-        answer = requests.get(CHECKIP_URL, timeout=10)
-        answer.raise_for_status()
-        address = ipaddress.ip_address(answer.text.strip())
-    except (requests.RequestException, ValueError) as e:
-        why = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise BakeryError(
-            f"cannot find this runner's public address from {CHECKIP_URL} ({why}); pass --ssh-cidr ADDRESS/32"
-        ) from None
-    if address.version != 4:
-        raise BakeryError(
-            f"{CHECKIP_URL} answered an IPv6 address ({address}); pass --ssh-cidr with the runner's IPv4 address"
-        )
-    say(f"verify: this runner's public address is {address} ({CHECKIP_URL})")
-    return f"{address}/32"
-
-
-# --- signals and the watchdog -------------------------------------------------------------
-
-
-def _main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (CI cancelling a job) takes the same way out as Ctrl-C."""
-    if not _main_thread():  # signals only reach the main thread; the waits are bounded anyway
-        yield
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextlib.contextmanager
-def _watchdog(timeout_s: float) -> Iterator[None]:
-    """Raises _TimedOut in the main thread when --timeout runs out, whatever it is waiting on
-    (a child process it waits for is killed on the way out)."""
-    if not _main_thread():
-        yield
-        return
-
-    def fire(signum: int, frame: object) -> None:
-        raise _TimedOut
-
-    previous = signal.signal(signal.SIGALRM, fire)
-    signal.setitimer(signal.ITIMER_REAL, timeout_s)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-@contextlib.contextmanager
-def _shielded(say: Say) -> Iterator[None]:
-    """During clean-up the first Ctrl-C (or SIGTERM) is noted, not obeyed; the second is."""
-    if not _main_thread():
-        yield
-        return
-    pressed = []
-
-    def handler(signum: int, frame: object) -> None:
-        pressed.append(signum)
-        if len(pressed) == 1:
-            say(
-                "verify: still cleaning up; interrupt again to abandon the clean-up (invoke gc"
-                f" removes what is left once its {catalog.EXPIRES_AT} has passed)"
-            )
-            return
-        raise KeyboardInterrupt
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-
-def _duration(seconds: float) -> str:
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole} s"
-    if whole % 60 == 0:
-        minutes = whole // 60
-        return f"{minutes} minute{'s' * (minutes != 1)}"
-    return f"{whole // 60}m{whole % 60:02d}s"
 
 
 # --- what to verify, where ----------------------------------------------------------------
@@ -269,545 +139,6 @@ def pick_ami(ec2: Any, image: ImageDef, ami_id: str | None, say: Say) -> dict[st
     )
 
 
-@dataclass(frozen=True)
-class Plan:
-    """Where the instance may go, decided before anything is created."""
-
-    vpc_id: str
-    subnets: dict[str, str]  # zone -> subnet, in the order they are tried
-    instance_types: tuple[str, ...]
-    cidr: str
-
-
-def check_instance_types(ec2: Any, image: ImageDef) -> None:
-    types = list(image.verify.instance_types)
-    try:
-        ec2.describe_instance_types(InstanceTypes=types)
-    except botocore.exceptions.ClientError as e:
-        if aws.error_code(e) != "InvalidInstanceType":
-            raise BakeryError(
-                f"cannot check the verify instance types: {aws.describe(e)}"
-            ) from None
-        bad = [t for t in types if t in aws.describe(e)] or types
-        raise ConfigError(
-            image.path,
-            "verify.instance_types",
-            f"{', '.join(bad)}: no such instance type in {ec2.meta.region_name}",
-        ) from None
-
-
-def plan(ec2: Any, image: ImageDef, subnet: str | None, cidr: str) -> Plan:
-    region = ec2.meta.region_name
-    check_instance_types(ec2, image)
-    if subnet:
-        try:
-            found = ec2.describe_subnets(SubnetIds=[subnet])["Subnets"]
-        except botocore.exceptions.ClientError as e:
-            if not aws.error_code(e).startswith("InvalidSubnet"):
-                raise
-            found = []
-        if not found:
-            raise BakeryError(f"--subnet {subnet} does not exist in {region}")
-        return Plan(
-            found[0]["VpcId"],
-            {found[0]["AvailabilityZone"]: subnet},
-            image.verify.instance_types,
-            cidr,
-        )
-    vpcs = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]
-    if not vpcs:
-        raise BakeryError(
-            f"{region} has no default VPC: pass --subnet ID (a subnet this runner can reach over SSH)"
-        )
-    vpc = vpcs[0]["VpcId"]
-    defaults = {
-        s["AvailabilityZone"]: s["SubnetId"]
-        for s in ec2.describe_subnets(
-            Filters=[
-                {"Name": "vpc-id", "Values": [vpc]},
-                {"Name": "default-for-az", "Values": ["true"]},
-            ]
-        )["Subnets"]
-    }
-    zones = [
-        z["ZoneName"]
-        for z in ec2.describe_availability_zones(
-            Filters=[{"Name": "state", "Values": ["available"]}]
-        )["AvailabilityZones"]
-        if z.get("ZoneType", "availability-zone") == "availability-zone"
-    ]
-    wanted = list(image.verify.availability_zones)
-    for i, zone in enumerate(wanted):
-        if zone not in zones:
-            raise ConfigError(
-                image.path,
-                f"verify.availability_zones[{i}]",
-                f"{zone!r} is not an available zone of {region} (zones: {', '.join(sorted(zones))})",
-            )
-    order = wanted or sorted(zones)
-    subnets = {z: defaults[z] for z in order if z in defaults}
-    if not subnets:
-        raise BakeryError(
-            f"the default VPC {vpc} has no default subnet in {', '.join(order)}: pass --subnet ID"
-        )
-    return Plan(vpc, subnets, image.verify.instance_types, cidr)
-
-
-# --- what one run creates -----------------------------------------------------------------
-
-
-@dataclass
-class Created:
-    run_id: str
-    group_id: str | None = None
-    key_name: str | None = None
-    instance_ids: list[str] = field(default_factory=list)
-    in_flight: bool = False  # a RunInstances call was under way: its answer may be lost
-
-
-@dataclass
-class Launched:
-    instance_id: str
-    instance_type: str
-    zone: str
-    address: str = ""
-    private: bool = False  # no public address: reached on its private one
-
-    @property
-    def gpu(self) -> str | None:
-        return config.gpu_name(self.instance_type)
-
-
-@dataclass
-class Access:
-    """Short-lived SSH access to the instance: its key, ssh_config and known_hosts, in a 0700
-    directory that the run removes."""
-
-    user: str
-    directory: Path
-    port: int = 22
-
-    @property
-    def key(self) -> Path:
-        return self.directory / "id_ed25519"
-
-    @property
-    def ssh_config(self) -> Path:
-        return self.directory / "ssh_config"
-
-    @property
-    def known_hosts(self) -> Path:
-        return self.directory / "known_hosts"
-
-    def url(self, address: str) -> str:
-        return f"ssh://{self.user}@{address}" + (f":{self.port}" if self.port != 22 else "")
-
-    def known_as(self, address: str) -> str:
-        """How known_hosts names the host."""
-        return address if self.port == 22 else f"[{address}]:{self.port}"
-
-    def write_config(self, strict: str) -> None:
-        def q(path: Path) -> str:
-            return f'"{path}"'
-
-        self.ssh_config.write_text(
-            "# gpu-ami-bakery verify: one run's SSH settings; removed with the run\n"
-            "Host *\n"
-            f"  Port {self.port}\n"
-            f"  IdentityFile {q(self.key)}\n"
-            "  IdentitiesOnly yes\n"
-            f"  UserKnownHostsFile {q(self.known_hosts)}\n"
-            "  GlobalKnownHostsFile /dev/null\n"
-            f"  StrictHostKeyChecking {strict}\n"
-            "  HashKnownHosts no\n"
-            "  UpdateHostKeys no\n"
-            "  BatchMode yes\n"
-            "  PasswordAuthentication no\n"
-            "  ConnectTimeout 10\n"
-            "  ServerAliveInterval 15\n"
-            "  ServerAliveCountMax 4\n"
-            f"  ControlPath {q(self.directory / '%C')}\n"
-            "  LogLevel ERROR\n"
-        )
-
-
-def _tags(image: ImageDef, ami: dict[str, Any], run_id: str, expires: str) -> dict[str, str]:
-    return (
-        catalog.tool_tags(image.name, **{catalog.RUN_ID: run_id, catalog.EXPIRES_AT: expires})
-        | image.tags
-        | {"Name": f"bakery-verify {image.name} {ami['ImageId']}"}
-    )
-
-
-def _spec(kind: str, tags: dict[str, str]) -> dict[str, Any]:
-    return {"ResourceType": kind, "Tags": catalog.tag_list(tags)}
-
-
-def create_access(
-    ec2: Any,
-    image: ImageDef,
-    plan_: Plan,
-    created: Created,
-    access: Access,
-    tags: dict[str, str],
-    say: Say,
-) -> None:
-    name = f"bakery-verify-{created.run_id}"
-    group = ec2.create_security_group(
-        GroupName=name,
-        Description=f"{TOOL} verify {image.name}: SSH from the runner only (run {created.run_id})",
-        VpcId=plan_.vpc_id,
-        TagSpecifications=[_spec("security-group", tags)],
-    )
-    created.group_id = group["GroupId"]
-    ec2.authorize_security_group_ingress(
-        GroupId=created.group_id,
-        IpPermissions=[
-            {
-                "IpProtocol": "tcp",
-                "FromPort": 22,
-                "ToPort": 22,
-                "IpRanges": [{"CidrIp": plan_.cidr, "Description": "SSH from the verify runner"}],
-            }
-        ],
-        TagSpecifications=[_spec("security-group-rule", tags)],
-    )
-    say(f"verify: security group {created.group_id} admits tcp/22 from {plan_.cidr} only")
-    pair = ec2.create_key_pair(
-        KeyName=name, KeyType="ed25519", TagSpecifications=[_spec("key-pair", tags)]
-    )
-    created.key_name = name
-    fd = os.open(access.key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(pair["KeyMaterial"].rstrip("\n") + "\n")
-    access.write_config("accept-new")
-    say(f"verify: temporary key pair {name} (ed25519; private key in a 0600 file, deleted after)")
-
-
-def _launch_client(region: str) -> Any:
-    """An EC2 client that makes one attempt per RunInstances call. botocore retries capacity
-    errors (HTTP 500) with backoff, up to the configured attempts, where trying the next zone
-    or type is the better move; throttling is retried by launch() itself."""
-    runner = aws.client("ec2", region)
-    hyphenized = runner.meta.service_model.service_id.hyphenize()
-    runner.meta.events.unregister(
-        f"needs-retry.{hyphenized}", unique_id=f"retry-config-{hyphenized}"
-    )
-    return runner
-
-
-def block_devices(ami: dict[str, Any]) -> list[dict[str, Any]]:
-    """The AMI's EBS volumes, encrypted (the account's default key unless the snapshot has one)
-    and deleted with the instance."""
-    keep = ("SnapshotId", "VolumeSize", "VolumeType", "Iops", "Throughput")
-    return [
-        {
-            "DeviceName": m["DeviceName"],
-            "Ebs": {k: m["Ebs"][k] for k in keep if k in m["Ebs"]}
-            | {"Encrypted": True, "DeleteOnTermination": True},
-        }
-        for m in ami.get("BlockDeviceMappings", [])
-        if m.get("Ebs")
-    ]
-
-
-def launch_params(
-    ami: dict[str, Any],
-    instance_type: str,
-    subnet: str,
-    created: Created,
-    tags: dict[str, str],
-) -> dict[str, Any]:
-    return {
-        "ImageId": ami["ImageId"],
-        "InstanceType": instance_type,
-        "MinCount": 1,
-        "MaxCount": 1,
-        "KeyName": created.key_name,
-        "SubnetId": subnet,
-        "SecurityGroupIds": [created.group_id],
-        "InstanceMarketOptions": {
-            "MarketType": "spot",
-            "SpotOptions": {
-                "SpotInstanceType": "one-time",
-                "InstanceInterruptionBehavior": "terminate",
-            },
-        },
-        "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
-        "BlockDeviceMappings": block_devices(ami),
-        "InstanceInitiatedShutdownBehavior": "terminate",
-        "TagSpecifications": [
-            _spec("instance", tags),
-            _spec("volume", tags),
-            _spec("spot-instances-request", tags),
-        ],
-    }
-
-
-def _capacity(e: botocore.exceptions.ClientError) -> bool:
-    message = aws.describe(e).lower()
-    return aws.error_code(e) in CAPACITY_CODES or "capacity-not-available" in message
-
-
-def _run_instances(runner: Any, params: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
-    """One launch: (answer, "") or (None, the capacity or quota error's code); throttling is
-    waited out; any other error is raised."""
-    for pause in (2, 4, 8, 0):
-        try:
-            return runner.run_instances(**params), ""
-        except botocore.exceptions.ClientError as e:
-            code = aws.error_code(e)
-            if code in THROTTLE_CODES and pause:
-                time.sleep(pause)
-                continue
-            if _capacity(e) or code in QUOTA_CODES:
-                return None, code or "capacity-not-available"
-            raise
-    raise AssertionError("unreachable: the last pause raises or returns")
-
-
-def launch(
-    ec2: Any,
-    ami: dict[str, Any],
-    plan_: Plan,
-    created: Created,
-    tags: dict[str, str],
-    say: Say,
-) -> Launched:
-    """The first type x zone with spot capacity, in the definition's order of preference."""
-    runner = _launch_client(ec2.meta.region_name)
-    tried: dict[str, dict[str, list[str]]] = {}  # type -> error code -> zones
-    for instance_type in plan_.instance_types:
-        for zone, subnet in plan_.subnets.items():
-            params = launch_params(ami, instance_type, subnet, created, tags)
-            params["ClientToken"] = f"{created.run_id}-{instance_type}-{zone}"[:64]
-            created.in_flight = True
-            try:
-                answer, code = _run_instances(runner, params)
-            except botocore.exceptions.ClientError as e:
-                created.in_flight = False  # refused: nothing was launched
-                raise BakeryError(
-                    f"cannot launch {instance_type} in {zone}: {aws.describe(e)}"
-                ) from None
-            created.in_flight = False
-            if answer is not None:
-                instance = answer["Instances"][0]
-                created.instance_ids.append(instance["InstanceId"])
-                say(
-                    f"verify: launched spot {instance_type} {instance['InstanceId']} in {zone}"
-                    f" from {ami['ImageId']} (IMDSv2 required, encrypted volumes)"
-                )
-                return Launched(instance["InstanceId"], instance_type, zone)
-            if code in QUOTA_CODES:
-                tried.setdefault(instance_type, {})[code] = ["every zone"]
-                say(
-                    f"verify: {instance_type}: {code}, a regional limit that every zone would"
-                    " answer alike; trying the next type"
-                )
-                break
-            tried.setdefault(instance_type, {}).setdefault(code, []).append(zone)
-            say(f"verify: no spot capacity for {instance_type} in {zone} ({code}); trying the next")
-    detail = "; ".join(
-        f"{t}: " + ", ".join(f"{code} in {' '.join(zones)}" for code, zones in codes.items())
-        for t, codes in tried.items()
-    )
-    raise BakeryError(
-        f"no spot capacity for any verify instance type in {ec2.meta.region_name} ({detail})"
-    )
-
-
-# --- waiting ------------------------------------------------------------------------------
-
-
-def _describe(ec2: Any, instance_id: str) -> dict[str, Any] | None:
-    try:
-        reservations = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
-    except botocore.exceptions.ClientError as e:
-        if aws.error_code(e) == "InvalidInstanceID.NotFound":
-            return None  # not visible yet (eventual consistency) or long gone
-        raise
-    found = [i for r in reservations for i in r["Instances"]]
-    return found[0] if found else None
-
-
-def _reclaimed(instance: dict[str, Any]) -> bool:
-    """EC2 took the spot instance back (a retry may pass), as opposed to it shutting itself down."""
-    reason = instance.get("StateReason") or {}
-    return spot.interruption(reason.get("Code", ""), reason.get("Message", "")) is not None
-
-
-def _ended(instance: dict[str, Any]) -> str:
-    reason = instance.get("StateReason", {}).get("Message") or "no reason given"
-    return f"{instance['InstanceId']} ended before it was ready ({instance['State']['Name']}: {reason})"
-
-
-def wait_running(ec2: Any, launched: Launched, say: Say) -> None:
-    """Running, with both status checks ok (bounded patience each); notes its address."""
-    started = time.monotonic()
-    state = "pending"
-    while True:
-        instance = _describe(ec2, launched.instance_id)
-        state = instance["State"]["Name"] if instance else "pending"
-        if state == "running" and instance:
-            launched.address = instance.get("PublicIpAddress") or instance.get(
-                "PrivateIpAddress", ""
-            )
-            launched.private = not instance.get("PublicIpAddress")
-            break
-        if state in ("shutting-down", "terminated", "stopping", "stopped") and instance:
-            raise (SpotInterrupted if _reclaimed(instance) else BakeryError)(_ended(instance))
-        if time.monotonic() - started > RUNNING_PATIENCE_S:
-            raise BakeryError(
-                f"{launched.instance_id} is still {state} after {_duration(RUNNING_PATIENCE_S)}"
-            )
-        time.sleep(POLL_S)
-    say(
-        f"verify: {launched.instance_id} is running at {launched.address}"
-        + (" (no public address: reaching its private one)" if launched.private else "")
-    )
-    started = time.monotonic()
-    while True:
-        statuses = ec2.describe_instance_status(
-            InstanceIds=[launched.instance_id], IncludeAllInstances=True
-        )["InstanceStatuses"]
-        system = statuses[0].get("SystemStatus", {}).get("Status") if statuses else None
-        own = statuses[0].get("InstanceStatus", {}).get("Status") if statuses else None
-        if system == own == "ok":
-            break
-        if "impaired" in (system, own):
-            raise BakeryError(
-                f"{launched.instance_id} failed its status checks (system {system}, instance {own})"
-            )
-        if time.monotonic() - started > STATUS_PATIENCE_S:
-            raise BakeryError(
-                f"{launched.instance_id}: status checks not ok after {_duration(STATUS_PATIENCE_S)}"
-                f" (system {system}, instance {own})"
-            )
-        time.sleep(POLL_S)
-    say(f"verify: {launched.instance_id} passed its system and instance status checks")
-
-
-# --- reaching it over SSH -----------------------------------------------------------------
-
-HOST_KEYS_RE = re.compile(
-    r"-----BEGIN SSH HOST KEY KEYS-----(.*?)-----END SSH HOST KEY KEYS-----", re.S
-)
-KEY_LINE_RE = re.compile(r"((?:ssh|ecdsa|sk)-[\w@.-]+)\s+(AAAA[0-9A-Za-z+/=]+)")
-
-
-def console_host_keys(text: str) -> list[tuple[str, str]]:
-    """The host keys cloud-init printed to the console (the last boot's block)."""
-    blocks = HOST_KEYS_RE.findall(text or "")
-    return KEY_LINE_RE.findall(blocks[-1]) if blocks else []
-
-
-def _console_keys(ec2: Any, instance_id: str) -> list[tuple[str, str]]:
-    for latest in (True, False):
-        try:
-            answer = ec2.get_console_output(InstanceId=instance_id, Latest=latest)
-        except botocore.exceptions.ClientError:
-            continue  # Latest is Nitro-only; the plain call may lag: both are best effort
-        keys = console_host_keys(answer.get("Output") or "")
-        if keys:
-            return keys
-    return []
-
-
-def _ssh(
-    access: Access, address: str, args: list[str], timeout_s: float
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["ssh", "-F", str(access.ssh_config), f"{access.user}@{address}", "--", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
-
-
-def _last_line(text: str) -> str:
-    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
-    return lines[-1] if lines else ""
-
-
-def reach_over_ssh(ec2: Any, launched: Launched, access: Access, say: Say) -> None:
-    """The SSH port answers, the run's key is accepted by the host whose keys the instance
-    printed on its console (else trusted on first use, then checked against the console),
-    and cloud-init has finished. Afterwards the ssh_config accepts only the pinned host key."""
-    address, started = launched.address, time.monotonic()
-    last = ""
-    while True:
-        try:
-            socket.create_connection((address, access.port), timeout=5).close()
-            break
-        except OSError as e:
-            last = (e.strerror or type(e).__name__).lower()
-        if time.monotonic() - started > SSH_PATIENCE_S:
-            raise BakeryError(
-                f"cannot reach {address}:{access.port} after {_duration(SSH_PATIENCE_S)}: {last}"
-                " (is it reachable from this runner? --subnet and --ssh-cidr decide)"
-            )
-        time.sleep(POLL_S)
-    pinned = _console_keys(ec2, launched.instance_id)
-    if pinned:
-        host = access.known_as(address)
-        access.known_hosts.write_text("".join(f"{host} {t} {k}\n" for t, k in pinned))
-        access.write_config("yes")
-        say(f"verify: SSH host keys pinned from {launched.instance_id}'s console output")
-    while True:
-        try:
-            result = _ssh(
-                access, address, ["cloud-init", "status", "--wait"], CLOUD_INIT_PATIENCE_S
-            )
-        except subprocess.TimeoutExpired:
-            raise BakeryError(
-                f"cloud-init on {launched.instance_id} did not finish within"
-                f" {_duration(CLOUD_INIT_PATIENCE_S)}"
-            ) from None
-        if result.returncode != 255:
-            break
-        last = _last_line(result.stderr) or "ssh exit 255"
-        if (
-            "host key verification failed" in last.lower()
-            or "remote host identification" in last.lower()
-        ):
-            raise BakeryError(
-                f"{address}: the SSH host key is not the one the instance printed; refusing to test it"
-            )
-        if time.monotonic() - started > SSH_PATIENCE_S:
-            raise BakeryError(f"cannot log in to {access.url(address)} with the run's key: {last}")
-        time.sleep(POLL_S)
-    if result.returncode == 127:
-        say("verify: no cloud-init on the host: ready once SSH answers")
-    elif result.returncode == 2:
-        say(
-            f"verify: cloud-init finished with recoverable errors ({_last_line(result.stdout)}); testing anyway"
-        )
-    elif result.returncode != 0:
-        raise BakeryError(
-            f"cloud-init on {launched.instance_id} ended in error (exit {result.returncode}):"
-            f" {_last_line(result.stdout + result.stderr) or 'no output'}"
-        )
-    if not pinned:
-        printed = set(_console_keys(ec2, launched.instance_id))
-        known = access.known_hosts.read_text() if access.known_hosts.exists() else ""
-        seen = {tuple(ln.split()[1:3]) for ln in known.splitlines() if ln.strip()}
-        if printed and not seen & printed:
-            raise BakeryError(
-                f"{address}: the SSH host key presented is not one {launched.instance_id} printed on its console; refusing to test it"
-            )
-        say(
-            "verify: SSH host key checked against the console output"
-            if printed
-            else "verify: SSH host key accepted on first use (the console output did not list the keys yet)"
-        )
-    access.write_config("yes")
-    say(f"verify: {access.url(address)} is ready (cloud-init done)")
-
-
-Reach = Callable[[Any, Launched, Access, Say], None]
-
-
 # --- clean-up -----------------------------------------------------------------------------
 
 
@@ -818,7 +149,8 @@ def _wait_terminated(ec2: Any, ids: list[str], say: Say) -> bool:
             live = [
                 i
                 for i in ids
-                if (d := _describe(ec2, i)) is not None and d["State"]["Name"] != "terminated"
+                if (d := describe_instance(ec2, i)) is not None
+                and d["State"]["Name"] != "terminated"
             ]
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
             say(f"clean-up: cannot see whether {', '.join(ids)} ended: {aws.describe(e)}")
@@ -828,7 +160,7 @@ def _wait_terminated(ec2: Any, ids: list[str], say: Say) -> bool:
         if time.monotonic() - started > TERMINATE_PATIENCE_S:
             say(
                 f"clean-up: {', '.join(live)} still terminating after"
-                f" {_duration(TERMINATE_PATIENCE_S)}; the security group may be left for gc"
+                f" {duration(TERMINATE_PATIENCE_S)}; the security group may be left for gc"
             )
             return False
         time.sleep(POLL_S)
@@ -848,7 +180,11 @@ def clean(ec2: Any, created: Created, directory: Path | None, say: Say) -> Clean
     """End the instance, then remove the key pair and security group by ID, then sweep the run
     id for anything else (a launch whose answer was lost, or a describe that lagged)."""
     done = Cleaned()
-    with _shielded(say):
+    note = (
+        "verify: still cleaning up; interrupt again to abandon the clean-up (invoke gc"
+        f" removes what is left once its {catalog.EXPIRES_AT} has passed)"
+    )
+    with shielded(say, note):
         if directory:
             shutil.rmtree(directory, ignore_errors=True)  # the private key first: it is local
         if not (created.group_id or created.key_name or created.instance_ids):
@@ -980,6 +316,14 @@ def verify(
         return _run(ec2, image, ami, where, options, use_emulator, say, reach, run_suite)
 
 
+def _tags(image: ImageDef, ami: dict[str, Any], run_id: str, expires: str) -> dict[str, str]:
+    return (
+        catalog.tool_tags(image.name, **{catalog.RUN_ID: run_id, catalog.EXPIRES_AT: expires})
+        | image.tags
+        | {"Name": f"bakery-verify {image.name} {ami['ImageId']}"}
+    )
+
+
 def _run(
     ec2: Any,
     image: ImageDef,
@@ -1002,17 +346,19 @@ def _run(
     access = Access(image.base.ssh_username, directory)
     say(
         f"verify: {image.name}: {ami_id} ({ami.get('Name', 'unnamed')}) in {result.region},"
-        f" run {created.run_id}, timeout {_duration(options.timeout_s)}"
+        f" run {created.run_id}, timeout {duration(options.timeout_s)}"
     )
     phase = "creating the security group and key pair"
     failure: BaseException | None = None
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         try:
             returncode = -1
-            with _watchdog(options.timeout_s):
+            with watchdog(options.timeout_s):
                 create_access(ec2, image, where, created, access, tags, say)
                 phase = "launching"
-                launched = result.launched = launch(ec2, ami, where, created, tags, say)
+                launched = result.launched = launch_with_fallback(
+                    ec2, ami, where, created, tags, say
+                )
                 t0 = time.monotonic()
                 expect.write(paths.expect, expect.expectations(image, ami, gpu_name=launched.gpu))
                 phase = f"waiting for {launched.instance_id} to run and pass its status checks"
@@ -1031,7 +377,7 @@ def _run(
                         result.host, paths, ssh_config=access.ssh_config, identity=access.key
                     )
                     returncode = run_suite(command, max(deadline - time.monotonic(), 1))
-                    _close_master(access, launched.address)
+                    close_master(access, launched.address)
             if not use_emulator:
                 phase = "judging the report"
                 result.verdict = expect.judge(paths, returncode)
@@ -1056,9 +402,9 @@ def _run(
         ended += f"; check {ami_id}'s {catalog.VERIFICATION} tag (the marking was cut short)"
     else:
         ended += f"; {ami_id} is not marked"
-    if isinstance(failure, _TimedOut):
+    if isinstance(failure, TimedOut):
         raise BakeryError(
-            f"verify of {image.name} timed out after {_duration(options.timeout_s)} (--timeout) while"
+            f"verify of {image.name} timed out after {duration(options.timeout_s)} (--timeout) while"
             f" {phase}; {ended}"
         )
     if isinstance(failure, KeyboardInterrupt):
@@ -1079,26 +425,14 @@ def _run(
     return result
 
 
-def _close_master(access: Access, address: str) -> None:
-    """The suite's ssh leaves a control master behind for a minute: end it now."""
-    if shutil.which("ssh"):
-        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-            subprocess.run(
-                ["ssh", "-F", str(access.ssh_config), "-O", "exit", f"{access.user}@{address}"],
-                capture_output=True,
-                timeout=5,
-                check=False,
-            )
-
-
 def _still_there(ec2: Any, launched: Launched | None) -> None:
     """A spot instance reclaimed mid-test fails checks that say nothing about the AMI."""
     if launched is None:
         return
-    instance = _describe(ec2, launched.instance_id)
+    instance = describe_instance(ec2, launched.instance_id)
     if instance and instance["State"]["Name"] != "running":
         reason = instance.get("StateReason", {}).get("Message") or "no reason given"
-        raise (SpotInterrupted if _reclaimed(instance) else BakeryError)(
+        raise (SpotInterrupted if reclaimed(instance) else BakeryError)(
             f"{launched.instance_id} went {instance['State']['Name']} during the image tests ({reason});"
             " the AMI is not marked: run verify again"
         )
@@ -1166,14 +500,14 @@ def summary(result: Result, paths: expect.Paths, say: Say) -> None:
         ready = result.boot.get("ready")
         say(
             f"  timings      {expect.compact_timings(result.timings)}"
-            + (f"; SSH and cloud-init ready {_duration(ready)} after launch" if ready else "")
+            + (f"; SSH and cloud-init ready {duration(ready)} after launch" if ready else "")
         )
         notes = result.timings.get("notes")
         for key, why in notes.items() if isinstance(notes, dict) else []:
             say(f"  unmeasured   {key}: {why}")
         say(f"  report       {expect.rel(paths.report)} (sha256 {v.sha256[:12]})")
     elif "status_ok" in result.boot:
-        say(f"  boot         status checks ok {_duration(result.boot['status_ok'])} after launch")
+        say(f"  boot         status checks ok {duration(result.boot['status_ok'])} after launch")
     say(f"  expectations {expect.rel(paths.expect)}")
     if result.cleaned is not None:
         say(f"  cleaned      {result.cleaned}")
@@ -1184,68 +518,6 @@ def summary(result: Result, paths: expect.Paths, say: Say) -> None:
 
 
 # --- --host: the suite alone --------------------------------------------------------------
-
-
-def parse_host(url: str) -> tuple[str, str, int | None]:
-    """(scheme, host, port or None when the URL names none) of a --host URL."""
-    scheme, sep, spec = url.partition("://")
-    if not sep or scheme not in HOST_SCHEMES:
-        raise BakeryError(
-            f"--host {url!r}: give ssh://[USER@]HOST[:PORT], safe-ssh://..., paramiko://... or local://"
-        )
-    if scheme == "local":
-        return scheme, "", None
-    hostport = spec.rsplit("@", 1)[-1]
-    if hostport.startswith("["):
-        host, _, rest = hostport[1:].partition("]")
-        port = rest.removeprefix(":")
-    else:
-        host, _, port = hostport.partition(":")
-    if not host:
-        raise BakeryError(f"--host {url!r} names no host")
-    if port and not port.isdigit():
-        raise BakeryError(f"--host {url!r}: {port!r} is not a port number")
-    return scheme, host, int(port) if port else None
-
-
-def _effective(host: str, port: int | None) -> tuple[str, int, bool]:
-    """Where ssh would really connect: its config may rename the host, set the port, or jump
-    through a proxy (then there is nothing to check from here)."""
-    if not shutil.which("ssh"):
-        return host, port or 22, False
-    try:
-        out = subprocess.run(
-            ["ssh", "-G", *(["-p", str(port)] if port else []), host],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return host, port or 22, False
-    conf = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
-    proxied = any(conf.get(k, "none") != "none" for k in ("proxyjump", "proxycommand"))
-    found = conf.get("port", "")
-    return conf.get("hostname", host), int(found) if found.isdigit() else port or 22, proxied
-
-
-def check_reachable(url: str, host: str, port: int | None, wait_s: float = 5) -> None:
-    target, target_port, proxied = _effective(host, port)
-    if proxied:
-        return  # through a jump host: ssh itself will tell
-    try:
-        socket.create_connection((target, target_port), timeout=wait_s).close()
-    except TimeoutError:
-        raise BakeryError(
-            f"cannot reach {target}:{target_port}: no answer within {wait_s:.0f} s ({url})"
-        ) from None
-    except socket.gaierror as e:
-        raise BakeryError(
-            f"cannot reach {target}:{target_port}: unknown host ({e.strerror}) ({url})"
-        ) from None
-    except OSError as e:
-        why = (e.strerror or type(e).__name__).lower()
-        raise BakeryError(f"cannot reach {target}:{target_port}: {why} ({url})") from None
 
 
 def against_host(
@@ -1280,11 +552,11 @@ def against_host(
         f"verify: running the image tests against {url} (no instance is launched, nothing is marked)"
     )
     try:
-        with _sigterm_as_interrupt(), _watchdog(timeout_s):
+        with sigterm_as_interrupt(), watchdog(timeout_s):
             returncode = run_suite(expect.suite_command(url, paths, identity=key), timeout_s)
-    except _TimedOut:
+    except TimedOut:
         raise BakeryError(
-            f"the image tests against {url} timed out after {_duration(timeout_s)} (--timeout)"
+            f"the image tests against {url} timed out after {duration(timeout_s)} (--timeout)"
         ) from None
     except KeyboardInterrupt:
         raise Interrupted(f"the image tests against {url} were interrupted") from None

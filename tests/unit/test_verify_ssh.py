@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bakery import verify
+from bakery import sshaccess, verify
 from bakery.errors import BakeryError
 
 CONSOLE = """-----BEGIN SSH HOST KEY KEYS-----
@@ -79,7 +79,7 @@ def fake_ssh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("FAKE_SSH_LOG", str(log))
     monkeypatch.setenv("FAKE_SSH_HOSTKEY", "AAAAC3NzaC1lZDI1NTE5AAAAIPinned")
     monkeypatch.setenv("FAKE_SSH_RCS", "0")
-    monkeypatch.setattr(verify, "POLL_S", 0.01)
+    monkeypatch.setattr(sshaccess, "POLL_S", 0.01)
     return log
 
 
@@ -177,7 +177,7 @@ def test_login_refused_until_patience_runs_out(
     tmp_path: Path, port: int, fake_ssh: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FAKE_SSH_RCS", "255")
-    monkeypatch.setattr(verify, "SSH_PATIENCE_S", 0.3)
+    monkeypatch.setattr(sshaccess, "SSH_PATIENCE_S", 0.3)
     with pytest.raises(BakeryError) as e:
         reach(tmp_path, port, Console(""))
     assert str(e.value) == (
@@ -192,7 +192,7 @@ def test_closed_port_until_patience_runs_out(
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]  # bound, never listening: connections are refused
-        monkeypatch.setattr(verify, "SSH_PATIENCE_S", 0.2)
+        monkeypatch.setattr(sshaccess, "SSH_PATIENCE_S", 0.2)
         with pytest.raises(BakeryError) as e:
             reach(tmp_path, closed, Console(""))
     assert str(e.value) == (
