@@ -22,6 +22,7 @@ from .fingerprint import fingerprint
 
 REPO = render.REPO
 SCRIPTS = REPO / "scripts"
+VERSION_INFO = "version-info.json"  # written by scripts/version-info.sh, downloaded by Packer
 
 Say = Callable[[str], None]
 
@@ -171,6 +172,8 @@ def bake(
                 'local: Packer builds against the emulator with communicator "none": no machine exists'
                 " behind it, so the provisioning scripts will not run"
             )
+        # A version-info.json left by an earlier bake must never stand in for this one's.
+        (rendered.directory / VERSION_INFO).unlink(missing_ok=True)
         started = time.monotonic()
         try:
             result = packer.run(
@@ -207,6 +210,7 @@ def bake(
             base,
             use_emulator,
             build_id,
+            info,
         )
         _summary(outcome, image, base, time.monotonic() - started, use_emulator, say)
         return outcome
@@ -246,7 +250,7 @@ def _reason(reason: dict[str, str]) -> str:
 
 
 def _version_info(directory: Path) -> dict[str, Any]:
-    path = directory / "version-info.json"
+    path = directory / VERSION_INFO
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
@@ -288,13 +292,8 @@ def _write(
     base: Base,
     use_emulator: bool,
     build_id: str | None = None,
+    info: dict[str, Any] | None = None,
 ) -> Outcome:
-    info_path = directory / "version-info.json"
-    info = (
-        json.loads(info_path.read_text())
-        if action == "built" and info_path.exists() and not use_emulator
-        else None
-    )
     manifest = {
         "action": action,
         "image": image.name,

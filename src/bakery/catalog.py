@@ -5,6 +5,7 @@ Any machine with credentials can answer "which is the newest verified deepseek-r
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import botocore.exceptions
@@ -141,3 +142,20 @@ def mark_verification(ec2: Any, ami: dict[str, Any], passed: bool, details: dict
     stale = [k for k in VERIFY_TAGS if k not in details and k in tags_of(ami)]
     untag(ec2, ami, stale)
     tag(ec2, ami, {VERIFICATION: PASSED if passed else FAILED, **details})
+
+
+def parse_time(value: Any) -> dt.datetime | None:
+    """An AWS timestamp or one of our ISO time tags as an aware datetime; None if absent or bad."""
+    if not value:
+        return None
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    try:
+        parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def show_time(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%MZ")

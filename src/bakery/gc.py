@@ -172,10 +172,10 @@ def _stale(
     created: Any, tags: dict[str, str], now: dt.datetime, older_than: dt.timedelta
 ) -> str | None:
     """Why a resource is stale, or None: its expiry decides when it has one, else its age."""
-    expires = _time(tags.get(catalog.EXPIRES_AT))
+    expires = catalog.parse_time(tags.get(catalog.EXPIRES_AT))
     if expires is not None:
-        return f"expired at {_iso(expires)}" if expires <= now else None
-    when = _time(created)
+        return f"expired at {catalog.show_time(expires)}" if expires <= now else None
+    when = catalog.parse_time(created)
     if when is None or now - when < older_than:
         return None
     return f"{_age(now - when)} old"
@@ -323,22 +323,6 @@ def _run(resource: dict[str, Any]) -> str:
 def _batches(values: list[str]) -> Iterable[list[str]]:
     for start in range(0, len(values), FILTER_VALUES):
         yield values[start : start + FILTER_VALUES]
-
-
-def _time(value: Any) -> dt.datetime | None:
-    if not value:
-        return None
-    if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-    try:
-        parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-
-
-def _iso(when: dt.datetime) -> str:
-    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%MZ")
 
 
 def _age(delta: dt.timedelta) -> str:

@@ -11,7 +11,8 @@ import logging
 import os
 import socket
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from . import aws
 from .errors import BakeryError
@@ -109,25 +110,25 @@ def emulator(say=print, *, aws_managed_policies: bool = False) -> Iterator[str]:
 STAND_IN_PREFIX = "/bakery/emulator"
 
 
-def stand_in_base(ssm: object, ec2: object, parameter: str, say=print) -> str:
+def stand_in_base(ssm: Any, ec2: Any, parameter: str, say: Callable[[str], None] = print) -> str:
     """The parameter a local run resolves the base through: the real one if the emulator has
     it, else a stand-in under STAND_IN_PREFIX pointing at one of the emulator's stock AMIs."""
     try:
-        ssm.get_parameter(Name=parameter)  # type: ignore[attr-defined]
+        ssm.get_parameter(Name=parameter)
         return parameter
-    except ssm.exceptions.ParameterNotFound:  # type: ignore[attr-defined]
+    except ssm.exceptions.ParameterNotFound:
         pass
     stand_in = STAND_IN_PREFIX + parameter
     try:
-        value = ssm.get_parameter(Name=stand_in)["Parameter"]["Value"]  # type: ignore[attr-defined]
-    except ssm.exceptions.ParameterNotFound:  # type: ignore[attr-defined]
+        value = ssm.get_parameter(Name=stand_in)["Parameter"]["Value"]
+    except ssm.exceptions.ParameterNotFound:
         patterns = (
             ["*Deep Learning*Ubuntu*", "*Deep Learning*"] if "deeplearning" in parameter else []
         )
         patterns += ["ubuntu/images/*", "*"]
         stock = []
         for pattern in patterns:
-            stock = ec2.describe_images(Filters=[{"Name": "name", "Values": [pattern]}])["Images"]  # type: ignore[attr-defined]
+            stock = ec2.describe_images(Filters=[{"Name": "name", "Values": [pattern]}])["Images"]
             if stock:
                 break
         if not stock:
@@ -136,7 +137,7 @@ def stand_in_base(ssm: object, ec2: object, parameter: str, say=print) -> str:
             ) from None
         chosen = sorted(stock, key=lambda i: i["ImageId"])[0]
         value = chosen["ImageId"]
-        ssm.put_parameter(Name=stand_in, Value=value, Type="String", DataType="aws:ec2:image")  # type: ignore[attr-defined]
+        ssm.put_parameter(Name=stand_in, Value=value, Type="String", DataType="aws:ec2:image")
         say(
             f"local: the emulator has no public parameter {parameter}; registered {stand_in} ->"
             f" {value} ({chosen.get('Name', 'unnamed')}), one of its stock AMIs, as a stand-in base"

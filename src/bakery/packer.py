@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
 import signal
 import subprocess
 import threading
@@ -13,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import tools
 from .errors import BakeryError
 from .interrupts import sigterm_as_interrupt
 from .render import MODERN, Rendered
@@ -23,20 +22,11 @@ CLEANUP_GRACE_S = 300
 
 
 def binary() -> str:
-    path = os.environ.get("PACKER") or shutil.which("packer")
-    if not path:
-        raise BakeryError(
-            "packer is not installed or not on PATH: install Packer >= 1.11 (HashiCorp's releases),"
-            " or set PACKER=/path/to/packer"
-        )
-    return path
+    return tools.find("packer", "PACKER", "Packer >= 1.11")
 
 
-def parse_version(text: str) -> tuple[int, int, int]:
-    match = re.search(r"(\d+)\.(\d+)\.(\d+)", text)
-    if not match:
-        raise BakeryError(f"cannot read the packer version from {text.strip()[:80]!r}")
-    return (int(match[1]), int(match[2]), int(match[3]))
+def parse_version(text: str) -> tools.Version:
+    return tools.parse_version(text, "packer")
 
 
 def version(packer: str) -> tuple[int, int, int]:
@@ -49,7 +39,7 @@ def version(packer: str) -> tuple[int, int, int]:
     found = parse_version(out.stdout or out.stderr)
     if found < MINIMUM:
         raise BakeryError(
-            f"packer {_v(found)} at {packer} is too old: need >= {_v(MINIMUM)} (>= 1.11 for real AWS)"
+            f"packer {tools.show(found)} at {packer} is too old: need >= {tools.show(MINIMUM)} (>= 1.11 for real AWS)"
         )
     return found
 
@@ -58,13 +48,9 @@ def require_for_aws(found: tuple[int, int, int], packer: str) -> None:
     """Real bakes need required_plugins (IMDSv2 on the build instance, spot allocation strategy)."""
     if found < MODERN:
         raise BakeryError(
-            f"packer {_v(found)} at {packer} is too old for real AWS bakes: need >= {_v(MODERN)} (1.11+"
+            f"packer {tools.show(found)} at {packer} is too old for real AWS bakes: need >= {tools.show(MODERN)} (1.11+"
             " recommended) for the amazon plugin's IMDSv2 options; it is enough for --local"
         )
-
-
-def _v(version: tuple[int, int, int]) -> str:
-    return ".".join(map(str, version))
 
 
 def _env() -> dict[str, str]:

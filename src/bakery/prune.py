@@ -57,7 +57,7 @@ def decide(
         if verified and not verified_seen:
             reasons.insert(0, "newest verified")
             verified_seen = True
-        deprecation = _time(ami.get("DeprecationTime"))
+        deprecation = catalog.parse_time(ami.get("DeprecationTime"))
         if reasons:
             action, why = KEEP, "; ".join(reasons)
         elif index < keep:
@@ -65,15 +65,15 @@ def decide(
         elif deprecation is None:
             action, why = (
                 DEPRECATE,
-                f"older than the newest {keep}; deprecated at {_iso(deprecate_at)}",
+                f"older than the newest {keep}; deprecated at {catalog.show_time(deprecate_at)}",
             )
         elif deprecation > now:
             action, why = (
                 WAIT,
-                f"deprecated at {_iso(deprecation)}; deregistered by a prune after that",
+                f"deprecated at {catalog.show_time(deprecation)}; deregistered by a prune after that",
             )
         else:
-            action, why = DEREGISTER, f"deprecated since {_iso(deprecation)}"
+            action, why = DEREGISTER, f"deprecated since {catalog.show_time(deprecation)}"
         decisions.append(
             Decision(
                 region,
@@ -176,7 +176,9 @@ def apply(
             try:
                 if d.action == DEPRECATE:
                     region.ec2.enable_image_deprecation(ImageId=d.ami_id, DeprecateAt=deprecate_at)
-                    say(f"prune: {region.name}: {d.ami_id} deprecated at {_iso(deprecate_at)}")
+                    say(
+                        f"prune: {region.name}: {d.ami_id} deprecated at {catalog.show_time(deprecate_at)}"
+                    )
                 elif d.action == DEREGISTER:
                     _deregister(region.ec2, d.ami_id)
                     gone.append(d)
@@ -292,15 +294,3 @@ def _table(image: ImageDef, keep: int, decisions: list[Decision], say: Say) -> N
             f"  {d.region:<{width}}  {d.ami_id:<21}  {d.created:<24}  {'yes' if d.verified else 'no':<8}"
             f"  {d.action:<10}  {d.why}"
         )
-
-
-def _time(value: Any) -> dt.datetime | None:
-    if not value:
-        return None
-    if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-
-
-def _iso(when: dt.datetime) -> str:
-    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%MZ")

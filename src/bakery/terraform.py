@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import tools
 from .config import rel
 from .errors import BakeryError, Interrupted
 from .interrupts import sigterm_as_interrupt
@@ -36,17 +36,7 @@ Say = Callable[[str], None]
 
 
 def binary() -> str:
-    path = os.environ.get("TERRAFORM") or shutil.which("terraform")
-    if not path:
-        raise BakeryError(
-            "terraform is not installed or not on PATH: install Terraform >= 1.5 (HashiCorp's"
-            " releases), or set TERRAFORM=/path/to/terraform"
-        )
-    return path
-
-
-def _v(version: tuple[int, ...]) -> str:
-    return ".".join(map(str, version))
+    return tools.find("terraform", "TERRAFORM", "Terraform >= 1.5")
 
 
 def version(terraform: str) -> tuple[int, int, int]:
@@ -64,13 +54,10 @@ def version(terraform: str) -> tuple[int, int, int]:
         text = json.loads(out.stdout)["terraform_version"]
     except (ValueError, KeyError, TypeError):
         text = out.stdout or out.stderr
-    match = re.search(r"(\d+)\.(\d+)\.(\d+)", text)
-    if not match:
-        raise BakeryError(f"cannot read the terraform version from {text.strip()[:80]!r}")
-    found = (int(match[1]), int(match[2]), int(match[3]))
+    found = tools.parse_version(text, "terraform")
     if found < MINIMUM:
         raise BakeryError(
-            f"terraform {_v(found)} at {terraform} is too old: the fleet module needs >= {_v(MINIMUM)}"
+            f"terraform {tools.show(found)} at {terraform} is too old: the fleet module needs >= {tools.show(MINIMUM)}"
         )
     return found
 

@@ -12,6 +12,9 @@ from invoke import Exit, task
 from .. import aws, config
 from ..errors import BakeryError
 
+IMAGE_HELP = "image definition: a name (images/NAME.toml) or a path"
+LOCAL_HELP = "work against a local AWS emulator (AWS_ENDPOINT_URL, else one started for the task)"
+
 
 def bakery_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:
     """invoke.task, where a BakeryError (or an AWS error) ends the task with one line, no traceback."""

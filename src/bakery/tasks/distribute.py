@@ -10,9 +10,7 @@ from .. import prune as pruning
 from .. import publish as publishing
 from .. import share as sharing
 from ..errors import BakeryError
-from ._common import bakery_task, image_arg
-
-LOCAL_HELP = "work against a local AWS emulator (AWS_ENDPOINT_URL, else one started for the task)"
+from ._common import IMAGE_HELP, LOCAL_HELP, bakery_task, image_arg
 
 
 def _where(use_emulator: bool) -> contextlib.AbstractContextManager[object]:
@@ -21,7 +19,7 @@ def _where(use_emulator: bool) -> contextlib.AbstractContextManager[object]:
 
 @bakery_task(
     help={
-        "image": "image definition name (images/NAME.toml) or path",
+        "image": IMAGE_HELP,
         "ami": "publish this AMI of the image instead of its newest verified one (it must be verified)",
         "wait-minutes": f"how long to wait for each region's copy to become available (default {publishing.DEFAULT_WAIT_MINUTES}); a rerun resumes the wait",
         "update-key-policy": "add the statements the target accounts need to each customer managed KMS key's policy, instead of printing them and stopping",
@@ -85,7 +83,7 @@ def share(
 
 @bakery_task(
     help={
-        "image": "image definition name (images/NAME.toml) or path",
+        "image": IMAGE_HELP,
         "keep": "how many of the newest AMIs to keep in each region (default: distribute.keep)",
         "apply": "act on the plan (without it, only print the plan)",
         "local": LOCAL_HELP,

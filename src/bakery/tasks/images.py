@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import bake as baking
 from .. import config, packer, render
-from ._common import bakery_task, image_arg
+from ._common import IMAGE_HELP, LOCAL_HELP, bakery_task, image_arg
 
 
 @bakery_task(
@@ -28,8 +28,8 @@ def render_(c, image=None, local=False, packer_version=None):
 
 @bakery_task(
     help={
-        "image": "image definition name (images/NAME.toml)",
-        "local": "bake against a local AWS emulator (AWS_ENDPOINT_URL, else one started for the task)",
+        "image": IMAGE_HELP,
+        "local": LOCAL_HELP,
         "force": "build even when an AMI with the same fingerprint exists",
     }
 )

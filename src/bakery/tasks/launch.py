@@ -5,9 +5,9 @@ from __future__ import annotations
 from invoke import Exit
 
 from .. import launch as launching
-from ._common import bakery_task, image_arg
+from ._common import IMAGE_HELP, bakery_task, image_arg
 
-LOCAL_HELP = (
+FLEET_LOCAL_HELP = (
     "against a local AWS emulator (AWS_ENDPOINT_URL, else one started for the task), with the"
     " real terraform and AWS provider; nothing boots there"
 )
@@ -17,7 +17,7 @@ REGION_HELP = "the fleet's region (default: the configured region)"
 @bakery_task(
     iterable=["allow_cidr", "subnet"],
     help={
-        "image": "image definition name (images/NAME.toml)",
+        "image": IMAGE_HELP,
         "capacity": f"how many instances to run, all spot (default {launching.DEFAULT_CAPACITY});"
         " 0 keeps the group and launch template without paying for GPUs",
         "allow-cidr": "an IPv4 network allowed to reach the UI port (repeat for more); without it"
@@ -29,7 +29,7 @@ REGION_HELP = "the fleet's region (default: the configured region)"
         "region": REGION_HELP,
         "wait-minutes": "how long to wait for the instances to be in service (default"
         f" {launching.DEFAULT_WAIT_MINUTES}; 0 does not wait)",
-        "local": LOCAL_HELP,
+        "local": FLEET_LOCAL_HELP,
     },
 )
 def launch(
@@ -60,9 +60,9 @@ def launch(
 
 @bakery_task(
     help={
-        "image": "image definition name (images/NAME.toml)",
+        "image": IMAGE_HELP,
         "region": REGION_HELP,
-        "local": LOCAL_HELP,
+        "local": FLEET_LOCAL_HELP,
     }
 )
 def status(c, image=None, region=None, local=False):
@@ -72,11 +72,11 @@ def status(c, image=None, region=None, local=False):
 
 @bakery_task(
     help={
-        "image": "image definition name (images/NAME.toml)",
+        "image": IMAGE_HELP,
         "instance": "the in-service instance to connect to (default: the first)",
         "local-port": "the port on this machine (default: the UI's port)",
         "region": REGION_HELP,
-        "local": LOCAL_HELP,
+        "local": FLEET_LOCAL_HELP,
     }
 )
 def connect(c, image=None, instance=None, local_port=None, region=None, local=False):
@@ -94,9 +94,9 @@ def connect(c, image=None, instance=None, local_port=None, region=None, local=Fa
 
 @bakery_task(
     help={
-        "image": "image definition name (images/NAME.toml)",
+        "image": IMAGE_HELP,
         "region": REGION_HELP,
-        "local": LOCAL_HELP,
+        "local": FLEET_LOCAL_HELP,
     }
 )
 def destroy(c, image=None, region=None, local=False):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from .. import verify as verifying
-from ._common import bakery_task, image_arg
+from ._common import IMAGE_HELP, bakery_task, image_arg
 
 
 @bakery_task(
     help={
-        "image": "image definition name (images/NAME.toml)",
+        "image": IMAGE_HELP,
         "ami": "AMI ID to verify (default: the image's newest unverified AMI)",
         "host": "run the image tests alone against this host: ssh://[USER@]HOST[:PORT],"
         " paramiko://..., safe-ssh://... or local:// (no instance, nothing marked)",
