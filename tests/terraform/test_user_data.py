@@ -553,3 +553,15 @@ def test_token_is_renewed_before_it_expires(watched: Watched) -> None:
     imds = watched.sandbox.imds
     assert imds.token_puts >= 3
     assert [p for p, status in imds.gets if status == 401] == []
+
+
+@pytest.mark.terraform
+def test_package_renders_what_the_module_renders(render: Callable[..., Path]) -> None:
+    """bakery.userdata (what verify and the local VM boot with) is the module's own rendering."""
+    from bakery import config, userdata
+
+    image = config.load("deepseek-r1-7b")
+    expected = render(
+        ui_port=image.ui.port, ui_ollama_url_env=image.ui.ollama_url_env, models=image.model_names
+    ).read_text()
+    assert userdata.render(image) == expected
