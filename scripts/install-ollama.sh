@@ -4,7 +4,8 @@
 # The download is skipped when the installed ollama already reports OLLAMA_VERSION.
 # Env: OLLAMA_VERSION (e.g. 0.13.1), OLLAMA_SHA256 (of ollama-linux-amd64.tgz),
 #      OLLAMA_KEEP_ALIVE (e.g. -1, 5m), BAKERY_ROOTFS,
-#      OLLAMA_DOWNLOAD_URL (optional; default: the GitHub release of OLLAMA_VERSION).
+#      OLLAMA_DOWNLOAD_URL (optional; default: the GitHub release of OLLAMA_VERSION),
+#      OLLAMA_WAIT_FOR_GPU (true, the default: the unit waits for the NVIDIA device; false).
 set -o errexit -o nounset -o pipefail
 
 : "${OLLAMA_VERSION:?is required, e.g. 0.13.1}"
@@ -13,6 +14,8 @@ set -o errexit -o nounset -o pipefail
 : "${BAKERY_ROOTFS:?is required: the directory Packer uploaded scripts/rootfs to}"
 
 readonly NAME=install-ollama
+# false for a CPU image (no [nvidia] in the definition): Ollama then does not wait for a GPU.
+readonly OLLAMA_WAIT_FOR_GPU="${OLLAMA_WAIT_FOR_GPU:-true}"
 readonly ROOT="${BAKERY_ROOT:-}"
 readonly URL="${OLLAMA_DOWNLOAD_URL:-https://github.com/ollama/ollama/releases/download/v${OLLAMA_VERSION}/ollama-linux-amd64.tgz}"
 readonly EXPECTED_SHA256="${OLLAMA_SHA256,,}"
@@ -55,6 +58,8 @@ installed_version() {
 # A number of seconds or a Go duration; the value lands in a unit file, so nothing else.
 [[ $OLLAMA_KEEP_ALIVE =~ ^-?([0-9]+|([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+)$ ]] ||
   die "OLLAMA_KEEP_ALIVE must be seconds or a duration such as -1, 300, 5m or 1h30m, got '$OLLAMA_KEEP_ALIVE'"
+[[ $OLLAMA_WAIT_FOR_GPU == true || $OLLAMA_WAIT_FOR_GPU == false ]] ||
+  die "OLLAMA_WAIT_FOR_GPU must be true or false, got '$OLLAMA_WAIT_FOR_GPU'"
 [[ -d $BAKERY_ROOTFS ]] || die "BAKERY_ROOTFS=$BAKERY_ROOTFS is not a directory"
 
 workdir=$(mktemp -d -t bakery-ollama.XXXXXX)
@@ -115,8 +120,17 @@ fi
 install_file "$BAKERY_ROOTFS/etc/systemd/system/ollama.service" "$UNIT_DIR/ollama.service" 0644
 install_file "$BAKERY_ROOTFS/etc/systemd/system/ollama.service.d/10-bakery.conf" \
   "$UNIT_DIR/ollama.service.d/10-bakery.conf" 0644
-install_file "$BAKERY_ROOTFS/usr/local/libexec/bakery/wait-for-nvidia" \
-  "${ROOT}/usr/local/libexec/bakery/wait-for-nvidia" 0755
+if [[ $OLLAMA_WAIT_FOR_GPU == true ]]; then
+  install_file "$BAKERY_ROOTFS/etc/systemd/system/ollama.service.d/15-wait-for-nvidia.conf" \
+    "$UNIT_DIR/ollama.service.d/15-wait-for-nvidia.conf" 0644
+  install_file "$BAKERY_ROOTFS/usr/local/libexec/bakery/wait-for-nvidia" \
+    "${ROOT}/usr/local/libexec/bakery/wait-for-nvidia" 0755
+elif [[ -e $UNIT_DIR/ollama.service.d/15-wait-for-nvidia.conf ]]; then
+  # A CPU image: Ollama must not wait for a GPU that will never come.
+  rm -f "$UNIT_DIR/ollama.service.d/15-wait-for-nvidia.conf"
+  changed=1
+  log "removed /etc/systemd/system/ollama.service.d/15-wait-for-nvidia.conf (a CPU image)"
+fi
 printf '%s\n' \
   "# Written by install-ollama.sh from the image definition ([ollama] keep_alive)." \
   "[Service]" \
@@ -126,7 +140,7 @@ install_file "$workdir/20-keep-alive.conf" "$UNIT_DIR/ollama.service.d/20-keep-a
 if ((changed)); then
   systemctl daemon-reload
 fi
-# Enabled, not started: the build host has no GPU and the unit waits for one.
+# Enabled, not started: the build host has no GPU and the unit waits for one (in a GPU image).
 if ! systemctl is-enabled --quiet ollama.service; then
   systemctl enable ollama.service
 fi

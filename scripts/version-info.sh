@@ -4,10 +4,11 @@
 # no timestamps): the same image gives the same file.
 # Keys: os, kernel, nvidia_driver (modinfo: the build host has no GPU), cuda (the toolkit under
 # /usr/local/cuda, null without one), ollama, docker, models (models.json), ui (ui-image.json).
-# Env: none.
+# Env: NVIDIA_DRIVER_EXPECTED (true, the default; false for a CPU image, where no driver is fine).
 set -o errexit -o nounset -o pipefail
 
 readonly NAME=version-info
+readonly NVIDIA_DRIVER_EXPECTED="${NVIDIA_DRIVER_EXPECTED:-true}"
 readonly ROOT="${BAKERY_ROOT:-}"
 readonly OUT="${ROOT}/var/lib/bakery/version-info.json"
 readonly COPY="${ROOT}/tmp/version-info.json"
@@ -32,13 +33,13 @@ docker=$(docker version --format '{{.Server.Version}}' 2>/dev/null || true)
 workdir=$(mktemp -d -t bakery-version-info.XXXXXX)
 trap 'rm -rf "$workdir"' EXIT
 
-python3 - "$ROOT" "$workdir/version-info.json" "$kernel" "$driver" "$ollama" "$docker" <<'PY'
+python3 - "$ROOT" "$workdir/version-info.json" "$kernel" "$driver" "$ollama" "$docker" "$NVIDIA_DRIVER_EXPECTED" <<'PY'
 import json
 import os
 import shlex
 import sys
 
-root, out, kernel, driver, ollama, docker = sys.argv[1:]
+root, out, kernel, driver, ollama, docker, driver_expected = sys.argv[1:]
 problems = []
 
 
@@ -77,7 +78,7 @@ info = {
     "os": {k.lower(): os_release.get(k) for k in ("ID", "VERSION_ID", "PRETTY_NAME")},
     "ui": load("/var/lib/bakery/ui-image.json", "written by pull-ui-image.sh"),
 }
-for key in ("docker", "nvidia_driver", "ollama"):
+for key in ("docker", "ollama") + (("nvidia_driver",) if driver_expected == "true" else ()):
     if info[key] is None:
         problems.append(f"no {key} version found")
 if problems:

@@ -90,10 +90,13 @@ def provenance(
 ) -> dict[str, str]:
     """Tags of a finished AMI. The fingerprint is written with them, last: it marks it complete."""
     digests = {m["name"]: m.get("digest", "") for m in (info or {}).get("models", [])}
-    versions = {"ollama": image.ollama.version, "nvidia": image.nvidia.driver_branch}
+    versions = {"ollama": image.ollama.version}
+    if image.nvidia:
+        versions["nvidia"] = image.nvidia.driver_branch
     if info:
         versions["ollama"] = info.get("ollama") or versions["ollama"]
-        versions["nvidia"] = info.get("nvidia_driver") or versions["nvidia"]
+        if info.get("nvidia_driver") or image.nvidia:
+            versions["nvidia"] = info.get("nvidia_driver") or versions["nvidia"]
     tags = catalog.tool_tags(
         image.name,
         **{

@@ -95,16 +95,59 @@ class Model:
 
 
 @dataclass(frozen=True)
+class Download:
+    """A file fetched at bake time and checked before use: https://, s3:// or file://."""
+
+    url: str
+    sha256: str
+
+    @property
+    def local_path(self) -> Path | None:
+        """The build host's file behind a file:// URL (the bake uploads it), else None."""
+        return Path(self.url.removeprefix("file://")) if self.url.startswith("file://") else None
+
+
+@dataclass(frozen=True)
 class UI:
     image: str | None
     git: str | None
     commit: str | None
     ollama_url_env: str
     port: int
+    archive: Download | None = None
 
     @property
     def source(self) -> str:
+        if self.archive:
+            return f"archive {self.archive.url} (sha256 {self.archive.sha256[:12]})"
         return self.image or f"{self.git}@{self.commit}"
+
+
+@dataclass(frozen=True)
+class Playbook:
+    """A team playbook Packer's ansible provisioner runs after the project's own scripts."""
+
+    path: Path
+    check: str | None  # a shell command that succeeds on the image when the playbook applied
+
+
+@dataclass(frozen=True)
+class Qemu:
+    """The local VM: where `--target qemu` bakes and verifies the same provisioners."""
+
+    base: Download | None  # a cloud image (qcow2) to start from...
+    debootstrap: str | None  # ...or a Debian release built here with debootstrap
+    ssh_username: str
+    memory_mib: int
+    cpus: int
+    disk_gib: int
+    accelerator: str  # auto | kvm | tcg
+
+    def describe(self) -> str:
+        if self.debootstrap:
+            return f"Debian {self.debootstrap} built with debootstrap"
+        assert self.base is not None
+        return f"{self.base.url} (sha256 {self.base.sha256[:12]})"
 
 
 @dataclass(frozen=True)
@@ -140,7 +183,7 @@ class ImageDef:
     description: str
     base: Base
     build: Build
-    nvidia: Nvidia
+    nvidia: Nvidia | None  # None: a CPU image (no driver step, Ollama does not wait for a GPU)
     ollama: Ollama
     models: tuple[Model, ...]
     ui: UI
@@ -148,6 +191,8 @@ class ImageDef:
     launch: Launch
     distribute: Distribute
     tags: dict[str, str] = field(default_factory=dict)
+    qemu: Qemu | None = None
+    playbooks: tuple[Playbook, ...] = ()
 
     @property
     def model_names(self) -> list[str]:
@@ -294,6 +339,85 @@ def _base(t: _Table) -> Base:
     return Base(ssm, name, owners, user)
 
 
+DOWNLOAD_URL_RE = re.compile(r"^(https://\S+|s3://\S+|file:///\S+)$")
+
+
+def _download(
+    t: _Table, name: str, *, schemes: str = "https://, s3:// or file:///"
+) -> Download | None:
+    """An optional {url, sha256} table."""
+    if name not in t.data:
+        t.taken.add(name)
+        return None
+    d = t.table(name)
+    url = d.text("url", DOWNLOAD_URL_RE, what=f"a {schemes} URL")
+    sha = d.text("sha256", SHA256_RE, what="a sha256 (64 lowercase hex)")
+    d.done()
+    return Download(url, sha)
+
+
+def _qemu(t: _Table) -> Qemu | None:
+    if not t.data:
+        t.done()
+        return None
+    base = _download(t, "base")
+    release = None
+    if base is None:
+        release = t.text(
+            "debootstrap",
+            re.compile(r"^(bookworm|trixie)$"),
+            None,
+            what="a Debian release (bookworm)",
+        )
+    else:
+        t.taken.add("debootstrap")
+        if "debootstrap" in t.data:
+            raise t.fail(
+                "debootstrap", "set either qemu.base = {url, sha256} or qemu.debootstrap, not both"
+            )
+    if base is None and release is None:
+        raise t.fail(
+            "base",
+            'is required: a disk image {url, sha256} (e.g. an Ubuntu cloud image), or qemu.debootstrap = "bookworm"',
+        )
+    qemu = Qemu(
+        base=base,
+        debootstrap=release,
+        ssh_username=t.text(
+            "ssh_username",
+            re.compile(r"^[a-z_][a-z0-9_-]{0,31}$"),
+            "debian" if release else ...,
+            what="a Linux user name",
+        ),
+        memory_mib=t.number("memory_mib", 2048, low=512, high=262144),
+        cpus=t.number("cpus", 2, low=1, high=64),
+        disk_gib=t.number("disk_gib", 8, low=2, high=2048),
+        accelerator=t.text(
+            "accelerator", re.compile(r"^(auto|kvm|tcg)$"), "auto", what="auto, kvm or tcg"
+        ),
+    )
+    t.done()
+    return qemu
+
+
+def _playbooks(path: Path, data: Any) -> tuple[Playbook, ...]:
+    if data is None:
+        return ()
+    if not isinstance(data, list):
+        raise ConfigError(path, "ansible", "must be a list of [[ansible]] tables")
+    books = []
+    for i, item in enumerate(data):
+        t = _Table(path, f"ansible[{i}]", item)
+        given = t.text("playbook", re.compile(r"^\S+\.ya?ml$"), what="a playbook file (.yml)")
+        playbook = (path.parent / given) if not Path(given).is_absolute() else Path(given)
+        if not playbook.is_file():
+            raise t.fail("playbook", f"{given!r} does not exist (relative to {path.parent})")
+        check = t.text("check", None, None, what="a shell command")
+        t.done()
+        books.append(Playbook(playbook.resolve(), check))
+    return tuple(books)
+
+
 def _models(path: Path, data: Any) -> tuple[Model, ...]:
     if not isinstance(data, list) or not data:
         raise ConfigError(path, "models", "needs at least one [[models]] entry")
@@ -328,10 +452,14 @@ def _ui(t: _Table) -> UI:
     commit = t.text("commit", COMMIT_RE, None, what="a full 40-hex commit")
     if image and (git or commit):
         raise t.fail("image", "set either ui.image or ui.git + ui.commit, not both")
-    if not image and not (git and commit):
+    archive = _download(t, "archive")
+    if archive and (image or git or commit):
+        raise t.fail("archive", "set one UI source: ui.archive, ui.image, or ui.git + ui.commit")
+    if not archive and not image and not (git and commit):
         raise t.fail(
             "image",
-            "is required (a digest-pinned image), or ui.git with ui.commit (a pinned source)",
+            "is required (a digest-pinned image), or ui.git with ui.commit (a pinned source),"
+            " or ui.archive = {url, sha256} (an image archive for docker load)",
         )
     env = t.text(
         "ollama_url_env",
@@ -343,7 +471,7 @@ def _ui(t: _Table) -> UI:
     if port == 11434:
         raise t.fail("port", "11434 is Ollama's port, which is never exposed")
     t.done()
-    return UI(image, git, commit, env, port)
+    return UI(image, git, commit, env, port, archive)
 
 
 def load(name_or_path: str | Path, images_dir: Path = IMAGES_DIR) -> ImageDef:
@@ -395,11 +523,13 @@ def _parse(path: Path, name: str, data: dict[str, Any]) -> ImageDef:
     )
     b.done()
 
-    n = top.table("nvidia")
-    nvidia = Nvidia(
-        n.text("driver_branch", re.compile(r"^\d{3}$"), what="a driver branch (e.g. 580)"),
-        n.get("install", bool),
-    )
+    nvidia = None
+    n = top.table("nvidia", required=False)
+    if n.data:
+        nvidia = Nvidia(
+            n.text("driver_branch", re.compile(r"^\d{3}$"), what="a driver branch (e.g. 580)"),
+            n.get("install", bool),
+        )
     n.done()
 
     o = top.table("ollama")
@@ -479,6 +609,9 @@ def _parse(path: Path, name: str, data: dict[str, Any]) -> ImageDef:
             )
         if not isinstance(value, str) or len(value) > 256:
             raise ConfigError(path, f"tags.{key}", "must be a string of at most 256 characters")
+    qemu = _qemu(top.table("qemu", required=False))
+    top.taken.add("ansible")
+    playbooks = _playbooks(path, data.get("ansible"))
     top.done()
     return ImageDef(
         name,
@@ -494,6 +627,8 @@ def _parse(path: Path, name: str, data: dict[str, Any]) -> ImageDef:
         launch,
         distribute,
         dict(tags),
+        qemu,
+        playbooks,
     )
 
 

@@ -45,7 +45,9 @@ def expectations(
 
     return {
         "image": image.name,
-        "nvidia": {
+        "nvidia": None
+        if image.nvidia is None  # a CPU image
+        else {
             "driver_branch": image.nvidia.driver_branch,
             "gpu_name": gpu_name,
             "min_gpu_memory_gib": image.verify.min_gpu_memory_gib,
@@ -64,6 +66,7 @@ def expectations(
             "port": image.ui.port,
         },
         "min_free_disk_gib": image.verify.min_free_disk_gib,
+        "playbooks": [{"name": p.path.name, "check": p.check} for p in image.playbooks],
     }
 
 

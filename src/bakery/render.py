@@ -13,7 +13,7 @@ from typing import Any
 
 import jinja2
 
-from .config import ImageDef
+from .config import IMAGES_DIR, Download, ImageDef
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = REPO / "packer"
@@ -23,6 +23,17 @@ BUILD = REPO / "build"
 # its imds_support, metadata_options and spot_allocation_strategy. Older Packer (1.6.6 is what
 # Debian ships) has the amazon builder built in and refuses those options.
 MODERN = (1, 7, 0)
+
+TARGETS = ("aws", "emulator", "qemu")
+# Where a target's rendered files go, and which source template it renders.
+SOURCE_TEMPLATE = {
+    "aws": "source.pkr.hcl.j2",
+    "emulator": "source.pkr.hcl.j2",
+    "qemu": "source-qemu.pkr.hcl.j2",
+}
+SOURCE_KIND = {"aws": "amazon-ebs", "emulator": "amazon-ebs", "qemu": "qemu"}
+# Where the bake uploads the build host's files that a definition names by file:// URL.
+STAGING = "/tmp/bakery-files"
 
 # Provisioning steps in order: script, then the environment it receives (and nothing else).
 STEPS: list[tuple[str, list[str]]] = [
@@ -40,6 +51,7 @@ STEPS: list[tuple[str, list[str]]] = [
             "OLLAMA_VERSION=${var.ollama_version}",
             "OLLAMA_SHA256=${var.ollama_sha256}",
             "OLLAMA_KEEP_ALIVE=${var.ollama_keep_alive}",
+            "OLLAMA_WAIT_FOR_GPU=${var.gpu}",
         ],
     ),
     ("pull-models.sh", ["OLLAMA_PULL=${var.ollama_pull}", "OLLAMA_IMPORT=${var.ollama_import}"]),
@@ -49,10 +61,12 @@ STEPS: list[tuple[str, list[str]]] = [
             "UI_IMAGE=${var.ui_image}",
             "UI_GIT_URL=${var.ui_git_url}",
             "UI_GIT_COMMIT=${var.ui_git_commit}",
+            "UI_ARCHIVE_URL=${var.ui_archive_url}",
+            "UI_ARCHIVE_SHA256=${var.ui_archive_sha256}",
         ],
     ),
     ("harden-sshd.sh", []),
-    ("version-info.sh", []),
+    ("version-info.sh", ["NVIDIA_DRIVER_EXPECTED=${var.gpu}"]),
     ("cleanup.sh", []),
     ("validate.sh", ["MIN_FREE_DISK_GIB=${var.min_free_disk_gib}"]),
 ]
@@ -84,20 +98,47 @@ def hcl(value: Any) -> str:
     raise TypeError(f"no HCL literal for {type(value).__name__}")
 
 
-def variables(image: ImageDef, local: bool) -> dict[str, Any]:
+def staged(download: Download | None) -> str:
+    """The URL a provisioning script fetches: a build host's file:// is uploaded to STAGING."""
+    if download is None:
+        return ""
+    local = download.local_path
+    return f"file://{STAGING}/{local.name}" if local else download.url
+
+
+def uploads(image: ImageDef) -> list[str]:
+    """The build host's files the bake uploads to STAGING (the definition's file:// URLs)."""
+    found = [d.local_path for d in (image.ui.archive,) if d and d.local_path]
+    return sorted({str(p) for p in found})
+
+
+def variables(image: ImageDef, target: str) -> dict[str, Any]:
     """The definition's values as Packer variables (build-time values are passed with -var)."""
-    values: dict[str, Any] = {
-        "image_name": image.name,
-        "instance_types": list(image.build.instance_types),
-        "root_volume_gib": image.build.root_volume_gib,
-        "kms_key_id": image.build.kms_key_id or "",
-        "ssh_username": image.base.ssh_username,
-        "tags": dict(image.tags),
-    }
-    if not local:
+    values: dict[str, Any] = {"image_name": image.name}
+    if target == "qemu":
+        assert image.qemu is not None
         values |= {
-            "nvidia_driver_branch": image.nvidia.driver_branch,
-            "nvidia_driver_install": image.nvidia.install,
+            "ssh_username": image.qemu.ssh_username,
+            "memory_mib": image.qemu.memory_mib,
+            "cpus": image.qemu.cpus,
+            "disk_gib": image.qemu.disk_gib,
+        }
+    else:
+        values |= {
+            "instance_types": list(image.build.instance_types),
+            "root_volume_gib": image.build.root_volume_gib,
+            "kms_key_id": image.build.kms_key_id or "",
+            "ssh_username": image.base.ssh_username,
+            "tags": dict(image.tags),
+        }
+    if target != "emulator":
+        values["gpu"] = image.nvidia is not None
+        if image.nvidia:
+            values |= {
+                "nvidia_driver_branch": image.nvidia.driver_branch,
+                "nvidia_driver_install": image.nvidia.install,
+            }
+        values |= {
             "ollama_version": image.ollama.version,
             "ollama_sha256": image.ollama.sha256,
             "ollama_keep_alive": image.ollama.keep_alive,
@@ -108,6 +149,9 @@ def variables(image: ImageDef, local: bool) -> dict[str, Any]:
             "ui_image": image.ui.image or "",
             "ui_git_url": image.ui.git or "",
             "ui_git_commit": image.ui.commit or "",
+            "ui_archive_url": staged(image.ui.archive),
+            "ui_archive_sha256": image.ui.archive.sha256 if image.ui.archive else "",
+            "uploads": uploads(image),
             "min_free_disk_gib": image.verify.min_free_disk_gib,
         }
     return values
@@ -117,10 +161,12 @@ def render(
     image: ImageDef,
     packer_version: tuple[int, int, int],
     *,
-    local: bool = False,
+    target: str = "aws",
+    local: bool = False,  # the emulator target, as earlier callers name it
     out: Path | None = None,
 ) -> Rendered:
-    directory = out or BUILD / image.name
+    target = "emulator" if local else target
+    directory = out or (BUILD / image.name / "qemu" if target == "qemu" else BUILD / image.name)
     directory.mkdir(parents=True, exist_ok=True)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -131,28 +177,48 @@ def render(
         autoescape=False,
     )
     modern = packer_version >= MODERN
+    steps = [
+        {"script": s, "env": e}
+        for s, e in STEPS
+        if image.nvidia or s != "install-nvidia-driver.sh"  # a CPU image has no driver step
+    ]
     context = {
         "name": image.name,
-        "local": local,
+        "local": target == "emulator",
+        "target": target,
+        "source": SOURCE_KIND[target],
         "modern": modern,
-        "steps": [{"script": s, "env": e} for s, e in STEPS],
+        "steps": steps,
+        "gpu": image.nvidia is not None,
+        "uploads": bool(uploads(image)),
+        "direct_kernel": bool(image.qemu and image.qemu.debootstrap),
+        "playbooks": [{"path": str(p.path), "name": p.path.stem} for p in image.playbooks],
     }
     for stale in directory.glob("*.pkr.hcl"):
         stale.unlink()
     files = []
-    for template in sorted(TEMPLATES.glob("*.pkr.hcl.j2")):
-        if template.name.startswith("plugins.") and not modern:
-            continue
-        target = directory / template.name.removesuffix(".j2")
-        target.write_text(env.get_template(template.name).render(context))
-        files.append(target)
+    templates = ["build.pkr.hcl.j2", "variables.pkr.hcl.j2", SOURCE_TEMPLATE[target]]
+    if modern:
+        templates.append("plugins.pkr.hcl.j2")
+    for name in sorted(templates):
+        written = directory / (
+            "source.pkr.hcl" if name == SOURCE_TEMPLATE[target] else name.removesuffix(".j2")
+        )
+        written.write_text(env.get_template(name).render(context))
+        files.append(written)
     var_file = directory / f"{image.name}.pkrvars.hcl"
-    header = f"# Rendered from images/{image.name}.toml; edit the definition, not this file.\n"
-    var_file.write_text(header + assignments(variables(image, local)))
+    header = f"# Rendered from {_shown(image)}; edit the definition, not this file.\n"
+    var_file.write_text(header + assignments(variables(image, target)))
     for stale in directory.glob("*.pkrvars.hcl"):
         if stale != var_file:
             stale.unlink()
     return Rendered(directory, var_file, (*files, var_file))
+
+
+def _shown(image: ImageDef) -> str:
+    """The definition as the header names it: never a machine's own path (it is fingerprinted)."""
+    inside = image.path.resolve().parent == IMAGES_DIR
+    return f"images/{image.name}.toml" if inside else image.path.name
 
 
 def assignments(values: dict[str, Any]) -> str:

@@ -71,9 +71,10 @@ def load_expectations(path: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise pytest.UsageError(f"--expect {path}: must hold a JSON object")
     _need(data, "image", str)
-    _need(data, "nvidia.driver_branch", str)
-    _need(data, "nvidia.gpu_name", str, nullable=True)
-    _need(data, "nvidia.min_gpu_memory_gib", (int, float))
+    if _need(data, "nvidia", dict, nullable=True) is not None:  # null: a CPU image
+        _need(data, "nvidia.driver_branch", str)
+        _need(data, "nvidia.gpu_name", str, nullable=True)
+        _need(data, "nvidia.min_gpu_memory_gib", (int, float))
     _need(data, "ollama.version", str)
     try:
         probe.split_address(_need(data, "ollama.address", str))
@@ -99,6 +100,13 @@ def load_expectations(path: str) -> dict[str, Any]:
         raise pytest.UsageError(f"--expect: ui.ollama_url_env is not a variable name: {env!r}")
     _need(data, "ui.port", int)
     _need(data, "min_free_disk_gib", (int, float))
+    for i, book in enumerate(data.get("playbooks") or []):
+        if not (
+            isinstance(book, dict)
+            and isinstance(book.get("name"), str)
+            and isinstance(book.get("check"), str | None)
+        ):
+            raise pytest.UsageError(f"--expect: playbooks[{i}] must be {{name, check}}, not {book!r}")
     return data
 
 
@@ -126,6 +134,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "model" in metafunc.fixturenames:
         models = metafunc.config.stash[EXPECT_KEY]["ollama"]["models"]
         metafunc.parametrize("model", models, ids=[m["name"] for m in models])
+    if "playbook" in metafunc.fixturenames:
+        books = metafunc.config.stash[EXPECT_KEY].get("playbooks") or []
+        metafunc.parametrize("playbook", books, ids=[b["name"] for b in books])
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -212,8 +223,14 @@ def gpu(host: Any) -> probe.GpuPresence:
 
 
 @pytest.fixture(autouse=True)
-def _gpu_marked_tests_need_a_gpu(request: pytest.FixtureRequest, gpu: probe.GpuPresence) -> None:
-    if request.node.get_closest_marker("gpu") and not gpu.present:
+def _gpu_marked_tests_need_a_gpu(
+    request: pytest.FixtureRequest, gpu: probe.GpuPresence, expect: dict[str, Any]
+) -> None:
+    if not request.node.get_closest_marker("gpu"):
+        return
+    if expect["nvidia"] is None:
+        pytest.skip("a CPU image: its definition has no [nvidia] table")
+    if not gpu.present:
         pytest.skip(gpu.absent_reason)
 
 

@@ -48,6 +48,7 @@ def test_installs_binary_user_and_units(sandbox, release, repo) -> None:
     for path, mode in (
         (f"{UNIT_DIR}/ollama.service", 0o644),
         (f"{UNIT_DIR}/ollama.service.d/10-bakery.conf", 0o644),
+        (f"{UNIT_DIR}/ollama.service.d/15-wait-for-nvidia.conf", 0o644),
         ("/usr/local/libexec/bakery/wait-for-nvidia", 0o755),
     ):
         assert sandbox.read(path) == (rootfs / path.lstrip("/")).read_text(), path
@@ -62,11 +63,22 @@ def test_installs_binary_user_and_units(sandbox, release, repo) -> None:
     assert list(sandbox.tmpdir.iterdir()) == []
 
 
+def test_cpu_image_unit_does_not_wait_for_a_gpu(sandbox, release) -> None:
+    sandbox.run_ok(SCRIPT, **env_for(release))
+    sandbox.run_ok(SCRIPT, **env_for(release, OLLAMA_WAIT_FOR_GPU="false"))
+    assert not sandbox.path(f"{UNIT_DIR}/ollama.service.d/15-wait-for-nvidia.conf").exists()
+    assert sandbox.path(f"{UNIT_DIR}/ollama.service.d/10-bakery.conf").is_file()
+    sandbox.assert_idempotent(SCRIPT, **env_for(release, OLLAMA_WAIT_FOR_GPU="false"))
+
+
 def test_unit_binds_loopback_and_waits_for_the_gpu(repo) -> None:
     rootfs = repo / "scripts" / "rootfs"
-    drop_in = (rootfs / "etc/systemd/system/ollama.service.d/10-bakery.conf").read_text()
-    lines = drop_in.splitlines()
-    assert "Environment=OLLAMA_HOST=127.0.0.1:11434" in lines
+    units = rootfs / "etc/systemd/system/ollama.service.d"
+    assert (
+        "Environment=OLLAMA_HOST=127.0.0.1:11434"
+        in (units / "10-bakery.conf").read_text().splitlines()
+    )
+    lines = (units / "15-wait-for-nvidia.conf").read_text().splitlines()
     assert "After=nvidia-persistenced.service" in lines
     (pre,) = [line for line in lines if line.startswith("ExecStartPre=")]
     helper = rootfs / pre.removeprefix("ExecStartPre=").lstrip("/")

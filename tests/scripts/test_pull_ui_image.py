@@ -119,9 +119,28 @@ def test_unknown_commit_fails(sandbox, ui_repo) -> None:
         ({"UI_IMAGE": "ghcr.io/example/ollama-ui:latest"}, "must be pinned by digest"),
         ({"UI_GIT_URL": "https://example.com/ui.git", "UI_GIT_COMMIT": "main"}, "full 40-hex"),
         ({"UI_GIT_COMMIT": "a" * 40}, "UI_GIT_URL is not"),
-        ({"UI_IMAGE": IMAGE, "UI_GIT_URL": "https://example.com/ui.git"}, "not both"),
+        ({"UI_IMAGE": IMAGE, "UI_GIT_URL": "https://example.com/ui.git"}, "set one UI source"),
+        (
+            {"UI_ARCHIVE_URL": "file:///ui.tar", "UI_ARCHIVE_SHA256": "a" * 64, "UI_IMAGE": IMAGE},
+            "set one UI source",
+        ),
+        (
+            {"UI_ARCHIVE_URL": "http://example.com/ui.tar", "UI_ARCHIVE_SHA256": "a" * 64},
+            "https:// or file://",
+        ),
+        ({"UI_ARCHIVE_URL": "file:///ui.tar", "UI_ARCHIVE_SHA256": "abc"}, "64 lowercase hex"),
     ],
-    ids=["unset", "empty", "tag-not-digest", "branch-not-commit", "no-url", "both"],
+    ids=[
+        "unset",
+        "empty",
+        "tag-not-digest",
+        "branch-not-commit",
+        "no-url",
+        "both",
+        "archive-and-image",
+        "archive-plain-http",
+        "archive-bad-sha256",
+    ],
 )
 def test_bad_environment_fails_clearly(sandbox, env, message) -> None:
     sandbox.add_docker()

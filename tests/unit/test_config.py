@@ -116,12 +116,34 @@ CASES = [
         id="no-models",
     ),
     pytest.param(
-        GOOD.replace(
-            '[nvidia]\ndriver_branch = "580"\ninstall = false  # the base AMI ships the driver\n',
-            "",
-        ),
-        "nvidia: is required (a table)",
+        GOOD.replace('[ui]\n', "[uii]\n"),
+        "ui: is required (a table)",
         id="missing-table",
+    ),
+    pytest.param(
+        GOOD + '\n[qemu]\nmemory_mib = 1024\n',
+        "qemu.base: is required: a disk image {url, sha256}",
+        id="qemu-without-base",
+    ),
+    pytest.param(
+        GOOD + '\n[qemu]\nbase = { url = "https://example.com/disk.img" }\n',
+        "qemu.base.sha256: is required",
+        id="qemu-base-without-sha256",
+    ),
+    pytest.param(
+        GOOD + '\n[qemu]\ndebootstrap = "bookworm"\naccelerator = "hvf"\n',
+        "qemu.accelerator: 'hvf' is not auto, kvm or tcg",
+        id="qemu-bad-accelerator",
+    ),
+    pytest.param(
+        GOOD + '\n[qemu]\ndebootstrap = "bookworm"\ncpu = 2\n',
+        "qemu.cpu: unknown key (allowed here:",
+        id="qemu-unknown-key",
+    ),
+    pytest.param(
+        GOOD + '\n[[ansible]]\nplaybook = "no-such-playbook.yml"\n',
+        "ansible[0].playbook: 'no-such-playbook.yml' does not exist",
+        id="ansible-missing-playbook",
     ),
 ]
 

@@ -320,6 +320,8 @@ def aws_calls() -> dict[str, set[str]]:
     calls: dict[str, set[str]] = {}
     for path in _modules_behind_the_ci_tasks():
         text = path.read_text()
+        # Not a client's call: a target's own verify (bakery.targets), which KMS's name shadows.
+        text = re.sub(r"\)\.verify\(", ").run_verify(", text)
         names = re.findall(r"\.([a-z_]+)\(", text)
         names += re.findall(r"get_paginator\(\s*\"([a-z_]+)\"", text)
         names += ["describe_instances"] * bool(re.search(r"get_waiter\(\s*\"instance_", text))

@@ -174,6 +174,7 @@ def test_expectations_from_definition_and_ami_tags() -> None:
             "port": 3000,
         },
         "min_free_disk_gib": 20,
+        "playbooks": [],
     }
 
 

@@ -13,7 +13,11 @@ from .. import aws, config
 from ..errors import BakeryError
 
 IMAGE_HELP = "image definition: a name (images/NAME.toml) or a path"
-LOCAL_HELP = "work against a local AWS emulator (AWS_ENDPOINT_URL, else one started for the task)"
+LOCAL_HELP = "short for --target emulator: a local AWS emulator (AWS_ENDPOINT_URL, else one started for the task)"
+TARGET_HELP = (
+    "where the image is built and verified: aws (default), emulator (the control plane against"
+    " a local AWS emulator) or qemu (a local VM from the definition's [qemu] table)"
+)
 
 
 def bakery_task(*args: Any, **kwargs: Any) -> Callable[..., Any]:

@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
-from .. import bake as baking
-from .. import config, packer, render
-from ._common import IMAGE_HELP, LOCAL_HELP, bakery_task, image_arg
+from .. import config, packer, render, targets
+from ._common import IMAGE_HELP, LOCAL_HELP, TARGET_HELP, bakery_task, image_arg
 
 
 @bakery_task(
     help={
         "image": "image definition name (images/NAME.toml); all images when omitted",
-        "local": "render for the local emulator (communicator none, no provisioners)",
+        "target": TARGET_HELP,
+        "local": "short for --target emulator (communicator none, no provisioners)",
         "packer-version": "render for this Packer version instead of the installed one (e.g. 1.11.2)",
     }
 )
-def render_(c, image=None, local=False, packer_version=None):
+def render_(c, image=None, target=None, local=False, packer_version=None):
     """Render build/NAME/ (Packer HCL2 + NAME.pkrvars.hcl) from packer/*.j2 and the definition."""
+    chosen = targets.get(target, local=local).name
     version = (
         packer.parse_version(packer_version) if packer_version else packer.version(packer.binary())
     )
     for definition in [image_arg(image)] if image else [config.load(n) for n in config.names()]:
-        rendered = render.render(definition, version, local=local)
+        if chosen == "qemu":
+            targets.require_qemu_table(definition)
+        rendered = render.render(definition, version, target=chosen)
         print(
             f"rendered {definition.name} for packer {'.'.join(map(str, version))}: {rendered.directory}"
         )
@@ -29,10 +32,11 @@ def render_(c, image=None, local=False, packer_version=None):
 @bakery_task(
     help={
         "image": IMAGE_HELP,
+        "target": TARGET_HELP,
         "local": LOCAL_HELP,
-        "force": "build even when an AMI with the same fingerprint exists",
+        "force": "build even when an image with the same fingerprint exists",
     }
 )
-def bake(c, image=None, local=False, force=False):
-    """Bake the image's AMI with Packer on a spot instance, unless one with its fingerprint exists."""
-    baking.bake(image_arg(image), use_emulator=local, force=force)
+def bake(c, image=None, target=None, local=False, force=False):
+    """Bake the image with Packer (an AMI on a spot instance by default), unless one with its fingerprint exists."""
+    targets.get(target, local=local).bake(image_arg(image), force=force)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from .. import targets
 from .. import verify as verifying
-from ._common import IMAGE_HELP, bakery_task, image_arg
+from ..errors import BakeryError
+from ._common import IMAGE_HELP, TARGET_HELP, bakery_task, image_arg
 
 
 @bakery_task(
@@ -12,7 +14,8 @@ from ._common import IMAGE_HELP, bakery_task, image_arg
         "ami": "AMI ID to verify (default: the image's newest unverified AMI)",
         "host": "run the image tests alone against this host: ssh://[USER@]HOST[:PORT],"
         " paramiko://..., safe-ssh://... or local:// (no instance, nothing marked)",
-        "local": "run the instance lifecycle against the local AWS emulator (the image tests"
+        "target": TARGET_HELP + "; nothing is marked but on aws",
+        "local": "short for --target emulator: the instance lifecycle only (the image tests"
         " cannot run there; nothing is marked)",
         "timeout": f"minutes before everything is ended and cleaned up (default {verifying.DEFAULT_TIMEOUT_MIN})",
         "subnet": "subnet ID to launch in (default: the default VPC's subnets, zone by zone)",
@@ -27,6 +30,7 @@ def verify(
     image=None,
     ami=None,
     host=None,
+    target=None,
     local=False,
     timeout=None,  # a string, so that a bad value gets our one-line error, not invoke's traceback
     subnet=None,
@@ -35,12 +39,14 @@ def verify(
     ssh_key=None,
 ):
     """Verify an AMI on a spot GPU instance: launch, run tests/image, tag the verdict, always clean up."""
-    verifying.main(
+    timeout = verifying.DEFAULT_TIMEOUT_MIN if timeout is None else timeout
+    if host and target:
+        raise BakeryError("--host runs the image tests alone: it takes no --target")
+    targets.get(target, local=local).verify(
         image_arg(image),
         ami=ami,
         host=host,
-        use_emulator=local,
-        timeout=verifying.DEFAULT_TIMEOUT_MIN if timeout is None else timeout,
+        timeout=timeout,
         subnet=subnet,
         ssh_cidr=ssh_cidr,
         gpu=gpu,

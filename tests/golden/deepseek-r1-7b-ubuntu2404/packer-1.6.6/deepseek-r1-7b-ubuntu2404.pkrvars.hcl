@@ -7,6 +7,7 @@ ssh_username    = "ubuntu"
 tags = {
   "Project" = "private-llm"
 }
+gpu                   = true
 nvidia_driver_branch  = "580"
 nvidia_driver_install = true
 ollama_version        = "0.13.1"
@@ -17,4 +18,7 @@ ollama_import         = ""
 ui_image              = ""
 ui_git_url            = "https://github.com/jakobhoeg/nextjs-ollama-llm-ui.git"
 ui_git_commit         = "99d7cc1a01d8357c48842c60ff6302d82bd2e9bb"
+ui_archive_url        = ""
+ui_archive_sha256     = ""
+uploads               = []
 min_free_disk_gib     = 15

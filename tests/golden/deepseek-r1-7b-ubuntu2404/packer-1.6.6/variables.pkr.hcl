@@ -48,6 +48,11 @@ variable "scripts_dir" {
   description = "The repository's scripts/ folder (provisioning scripts and the rootfs they install)."
 }
 
+variable "gpu" {
+  type        = bool
+  description = "An NVIDIA GPU image ([nvidia] in the definition); false: a CPU image."
+}
+
 variable "nvidia_driver_branch" {
   type = string
 }
@@ -92,6 +97,23 @@ variable "ui_git_url" {
 variable "ui_git_commit" {
   type    = string
   default = ""
+}
+
+variable "ui_archive_url" {
+  type        = string
+  default     = ""
+  description = "An image archive (docker save) to docker load instead of pulling or building."
+}
+
+variable "ui_archive_sha256" {
+  type    = string
+  default = ""
+}
+
+variable "uploads" {
+  type        = list(string)
+  default     = []
+  description = "The build host's files uploaded to /tmp/bakery-files (the definition's file:// URLs)."
 }
 
 variable "min_free_disk_gib" {

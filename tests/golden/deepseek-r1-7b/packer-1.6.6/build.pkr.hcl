@@ -37,6 +37,7 @@ build {
       "OLLAMA_VERSION=${var.ollama_version}",
       "OLLAMA_SHA256=${var.ollama_sha256}",
       "OLLAMA_KEEP_ALIVE=${var.ollama_keep_alive}",
+      "OLLAMA_WAIT_FOR_GPU=${var.gpu}",
     ]
   }
 
@@ -58,6 +59,8 @@ build {
       "UI_IMAGE=${var.ui_image}",
       "UI_GIT_URL=${var.ui_git_url}",
       "UI_GIT_COMMIT=${var.ui_git_commit}",
+      "UI_ARCHIVE_URL=${var.ui_archive_url}",
+      "UI_ARCHIVE_SHA256=${var.ui_archive_sha256}",
     ]
   }
 
@@ -74,6 +77,7 @@ build {
     execute_command = "chmod +x {{ .Path }}; sudo env {{ .Vars }} {{ .Path }}"
     environment_vars = [
       "BAKERY_ROOTFS=/tmp/bakery-rootfs",
+      "NVIDIA_DRIVER_EXPECTED=${var.gpu}",
     ]
   }
 

@@ -1,0 +1,3 @@
+module gpu-ami-bakery/tests/standin-ui
+
+go 1.21
