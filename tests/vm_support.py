@@ -79,3 +79,30 @@ def standin_ui_archive(directory: Path) -> tuple[Path, str]:
         )
     )
     return archive, hashlib.sha256(archive.read_bytes()).hexdigest()
+
+
+VM_DEFINITION = REPO / "tests" / "images" / "tiny-qwen2-vm.toml"
+
+
+def vm_definition(
+    out_dir: Path, release: object, gguf: Path, gguf_sha256: str, archive: Path, archive_sha256: str
+) -> Path:
+    """tests/images/tiny-qwen2-vm.toml filled for this machine; load it by path. `release` is
+    tooling.OllamaRelease (version, url, sha256)."""
+    import string
+
+    text = string.Template(VM_DEFINITION.read_text()).substitute(
+        ollama_version=release.version,  # type: ignore[attr-defined]
+        ollama_url=release.url,  # type: ignore[attr-defined]
+        ollama_sha256=release.sha256,  # type: ignore[attr-defined]
+        gguf_url=gguf.resolve().as_uri(),
+        gguf_sha256=gguf_sha256,
+        ui_archive_url=archive.resolve().as_uri(),
+        ui_archive_sha256=archive_sha256,
+        playbook=str(PLAYBOOK),
+        playbook_check=PLAYBOOK_CHECK.replace("\\", "\\\\").replace('"', '\\"'),
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / VM_DEFINITION.name
+    path.write_text(text)
+    return path

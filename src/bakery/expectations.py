@@ -33,7 +33,11 @@ BUILD = REPO / "build"
 
 
 def expectations(
-    image: ImageDef, ami: dict[str, Any] | None = None, *, gpu_name: str | None = None
+    image: ImageDef,
+    ami: dict[str, Any] | None = None,
+    *,
+    gpu_name: str | None = None,
+    booted_with_user_data: bool = False,
 ) -> dict[str, Any]:
     """What the suite checks the host against. The model digests and the UI image's ID come
     from the AMI's tags (null when the bake could not read them, e.g. a local bake)."""
@@ -67,6 +71,8 @@ def expectations(
         },
         "min_free_disk_gib": image.verify.min_free_disk_gib,
         "playbooks": [{"name": p.path.name, "check": p.check} for p in image.playbooks],
+        # The host ran the fleet's user-data at first boot: the UI runs, the models are loaded.
+        "booted_with_user_data": booted_with_user_data,
     }
 
 

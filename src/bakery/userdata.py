@@ -31,7 +31,9 @@ def inputs(image: ImageDef) -> dict[str, object]:
 
 def render(image: ImageDef, template: Path = TEMPLATE) -> str:
     # base64: the console prints strings in HCL syntax, which escapes ${ and %{.
-    expression = f"base64encode(templatefile({json.dumps(str(template))}, {json.dumps(inputs(image))}))"
+    expression = (
+        f"base64encode(templatefile({json.dumps(str(template))}, {json.dumps(inputs(image))}))"
+    )
     binary = terraform.binary()
     # console needs a working folder: an empty one, so no configuration of the caller's is read.
     with tempfile.TemporaryDirectory(prefix="bakery-userdata-") as work:

@@ -106,7 +106,9 @@ def load_expectations(path: str) -> dict[str, Any]:
             and isinstance(book.get("name"), str)
             and isinstance(book.get("check"), str | None)
         ):
-            raise pytest.UsageError(f"--expect: playbooks[{i}] must be {{name, check}}, not {book!r}")
+            raise pytest.UsageError(
+                f"--expect: playbooks[{i}] must be {{name, check}}, not {book!r}"
+            )
     return data
 
 

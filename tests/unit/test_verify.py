@@ -175,6 +175,7 @@ def test_expectations_from_definition_and_ami_tags() -> None:
         },
         "min_free_disk_gib": 20,
         "playbooks": [],
+        "booted_with_user_data": False,
     }
 
 

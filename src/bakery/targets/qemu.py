@@ -90,8 +90,7 @@ def bake(image: ImageDef, *, force: bool = False, say: Say = print) -> Outcome:
     require("qemu-img", "qemu-utils")
     require("xorriso", "xorriso")  # Packer writes the NoCloud seed with it
     require("ssh-keygen", "openssh-client")
-    if image.playbooks:
-        require("ansible-playbook", "ansible-core (pip install ansible-core)")
+    ansible = require("ansible-playbook", "ansible-core (pip)") if image.playbooks else None
     _check_local_files(image)
     packer_bin = packer.binary()
     version = packer.version(packer_bin)
@@ -141,7 +140,7 @@ def bake(image: ImageDef, *, force: bool = False, say: Say = print) -> Outcome:
         if image.playbooks:
             variables |= {
                 "playbooks": json.dumps([str(p.path) for p in image.playbooks]),
-                "ansible_playbook": shutil.which("ansible-playbook") or "ansible-playbook",
+                "ansible_playbook": str(ansible),
             }
         packer.check(packer.init_command(packer_bin, rendered), "init")
         packer.check(packer.validate_command(packer_bin, rendered, variables), "validate")
@@ -266,7 +265,12 @@ def verify(
     chosen = accel.choose(image.qemu.accelerator, base, qemu_bin, say)
     user_data = userdata.render(image)
     paths_ = expect.paths_for(image).fresh()
-    expect.write(paths_.expect, expect.expectations(image, {"Tags": _tags_list(manifest["tags"])}))
+    expect.write(
+        paths_.expect,
+        expect.expectations(
+            image, {"Tags": _tags_list(manifest["tags"])}, booted_with_user_data=True
+        ),
+    )
     run_id = new_build_id()
     scratch = Path(tempfile.mkdtemp(prefix="bakery-qemu-verify-"))
     boot_s: dict[str, float] = {}
