@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Step 2: Docker, for the UI container. Ubuntu's docker.io, installed only when the base has no
-# docker at all (the DLAMI brings its own); the service is enabled and left running for the
-# UI image step.
+# Step 2: Docker, for the UI container. The distribution's docker.io (Ubuntu's or Debian's),
+# installed only when the base has no docker at all (the DLAMI brings its own), with AppArmor's
+# parser where the kernel enforces AppArmor without it (Debian); the service is enabled and left
+# running for the UI image step.
 # Env: none.
 set -o errexit -o nounset -o pipefail
 
@@ -10,14 +11,31 @@ readonly NAME=install-docker
 readonly APT_OPTS=(-o DPkg::Lock::Timeout=600 -o Acquire::Retries=3)
 export DEBIAN_FRONTEND=noninteractive
 
+readonly ROOT="${BAKERY_ROOT:-}"
+
 log() { printf '%s: %s\n' "$NAME" "$*"; }
 
+# Debian's kernel enables AppArmor, and Docker then refuses to run a container unless
+# apparmor_parser can load its profile: a Recommends of docker.io that --no-install-recommends
+# leaves out. Ubuntu's images carry it already.
+needs_apparmor() {
+  [[ $(cat "${ROOT}/sys/module/apparmor/parameters/enabled" 2>/dev/null) == Y ]] &&
+    ! command -v apparmor_parser >/dev/null 2>&1
+}
+
+packages=()
 if command -v docker >/dev/null 2>&1; then
   log "docker is already installed: $(docker --version)"
 else
-  log "installing docker.io"
+  packages+=(docker.io)
+fi
+if needs_apparmor; then
+  packages+=(apparmor)
+fi
+if ((${#packages[@]})); then
+  log "installing ${packages[*]}"
   apt-get "${APT_OPTS[@]}" update
-  apt-get "${APT_OPTS[@]}" install --yes --no-install-recommends docker.io
+  apt-get "${APT_OPTS[@]}" install --yes --no-install-recommends "${packages[@]}"
 fi
 
 if ! systemctl is-enabled --quiet docker.service; then

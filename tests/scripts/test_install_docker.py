@@ -17,6 +17,15 @@ def test_installs_docker_io_when_absent(sandbox) -> None:
     ]
 
 
+def test_debian_kernel_with_apparmor_gets_its_parser(sandbox) -> None:
+    # Debian enables AppArmor in its kernel; without apparmor_parser `docker run` fails
+    # ("AppArmor enabled on system but the docker-default profile could not be loaded").
+    sandbox.write("/sys/module/apparmor/parameters/enabled", "Y\n")
+    sandbox.run_ok(SCRIPT)
+    install = sandbox.calls("apt-get")[1]
+    assert install[-2:] == ["docker.io", "apparmor"]
+
+
 def test_second_run_changes_nothing(sandbox) -> None:
     sandbox.run_ok(SCRIPT)
     sandbox.assert_idempotent(SCRIPT)

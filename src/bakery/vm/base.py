@@ -38,6 +38,10 @@ FILES = {
     "etc/systemd/network/10-dhcp.network": "[Match]\nName=en* eth*\n\n[Network]\nDHCP=yes\n",
     # Only NoCloud: without this, cloud-init probes for EC2 and others at every boot.
     "etc/cloud/cloud.cfg.d/90-bakery-nocloud.cfg": "datasource_list: [NoCloud, None]\n",
+    # Debian's resolved answers LLMNR on every address (port 5355): nothing listens publicly.
+    "etc/systemd/resolved.conf.d/90-bakery.conf": "[Resolve]\nLLMNR=no\nMulticastDNS=no\n",
+    # minbase has no locales but C.UTF-8; cloud-init's default (en_US.UTF-8) fails without them.
+    "etc/cloud/cloud.cfg.d/91-bakery-locale.cfg": "locale: C.UTF-8\n",
     "etc/apt/sources.list": (
         "deb http://deb.debian.org/debian {release} main\n"
         "deb http://deb.debian.org/debian {release}-updates main\n"
