@@ -94,10 +94,17 @@ class Verdict:
         str | None
     )  # "file::test: message" of the first failing, erroring or skipped check
     sha256: str
+    # Skipped checks that carry a marker the caller accepts as "cannot run here" (a local VM
+    # has no GPU); they count as skipped, never as passed.
+    skipped_allowed: int = 0
 
     @property
     def passed(self) -> bool:
-        return self.tests > 0 and self.failures == self.errors == self.skipped == 0
+        return (
+            self.tests > 0
+            and self.failures == self.errors == 0
+            and self.skipped == self.skipped_allowed
+        )
 
     @property
     def counts(self) -> str:
@@ -121,9 +128,18 @@ def _first_line(text: str | None) -> str:
     return ""
 
 
-def read_verdict(report: Path) -> Verdict:
+def _markers(case: ET.Element) -> set[str]:
+    """The markers tests/image/conftest.py records as a JUnit property."""
+    for prop in case.iter("property"):
+        if prop.get("name") == "markers":
+            return set(filter(None, (prop.get("value") or "").split(",")))
+    return set()
+
+
+def read_verdict(report: Path, allow_skipped: tuple[str, ...] = ()) -> Verdict:
     """Read a pytest JUnit report (xunit2). A missing or unreadable report is an error, not a
-    verdict: the suite did not get to judge the host."""
+    verdict: the suite did not get to judge the host. Skips of checks marked with one of
+    `allow_skipped` do not fail the verdict (they are still counted and reported)."""
     try:
         data = report.read_bytes()
         root = ET.fromstring(data)
@@ -132,7 +148,7 @@ def read_verdict(report: Path) -> Verdict:
     except ET.ParseError as e:
         raise BakeryError(f"the image suite's report {report} is not valid XML: {e}") from None
     suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
-    tests = failures = errors = skipped = 0
+    tests = failures = errors = skipped = allowed = 0
     first_failed: str | None = None
     first_skipped: str | None = None
     for suite in suites:
@@ -146,13 +162,17 @@ def read_verdict(report: Path) -> Verdict:
                 errors += kind == "error"
                 skipped += kind == "skipped"
                 why = _first_line(found.get("message")) or _first_line(found.text) or kind
-                if kind == "skipped" and first_skipped is None:
+                if kind == "skipped" and _markers(case) & set(allow_skipped):
+                    allowed += 1
+                elif kind == "skipped" and first_skipped is None:
                     first_skipped = f"{_check_name(case)}: skipped: {why}"
                 elif kind != "skipped" and first_failed is None:
                     first_failed = f"{_check_name(case)}: {why}"
                 break
     first = first_failed or first_skipped  # a failure says more than a skip
-    return Verdict(tests, failures, errors, skipped, first, hashlib.sha256(data).hexdigest())
+    return Verdict(
+        tests, failures, errors, skipped, first, hashlib.sha256(data).hexdigest(), allowed
+    )
 
 
 def read_timings(path: Path) -> dict[str, Any]:
@@ -266,12 +286,12 @@ def run_pytest(command: list[str], timeout_s: float) -> int:
 RunSuite = Callable[[list[str], float], int]
 
 
-def judge(paths: Paths, returncode: int) -> Verdict:
+def judge(paths: Paths, returncode: int, allow_skipped: tuple[str, ...] = ()) -> Verdict:
     if not paths.report.exists():
         raise BakeryError(
             f"the image suite ended (exit {returncode}) without a report at {rel(paths.report)}: see its output above"
         )
-    verdict = read_verdict(paths.report)
+    verdict = read_verdict(paths.report, allow_skipped)
     if verdict.tests == 0:
         raise BakeryError(
             f"the image suite ran no checks (exit {returncode}); see its output above"

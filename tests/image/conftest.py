@@ -144,7 +144,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Markers go into the JUnit XML as a property, for whoever reads the record."""
     for item in items:
-        marks = sorted({m.name for m in item.iter_markers() if m.name in ("gpu", "slow")})
+        marks = sorted(
+            {m.name for m in item.iter_markers() if m.name in ("gpu", "slow", "real_ui")}
+        )
         item.user_properties.append(("markers", ",".join(marks)))
 
 

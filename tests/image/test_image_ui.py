@@ -46,6 +46,7 @@ def test_ui_image_id(root: probe.Root, docker: probe.Docker, expect: dict[str, A
     )
 
 
+@pytest.mark.real_ui
 def test_ui_reads_configured_ollama_url_env(
     root: probe.Root, docker: probe.Docker, expect: dict[str, Any]
 ) -> None:
