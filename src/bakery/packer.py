@@ -22,21 +22,28 @@ CLEANUP_GRACE_S = 300
 
 
 def binary() -> str:
-    return tools.find("packer", "PACKER", "Packer >= 1.11")
+    """$PACKER, else the newest packer on PATH or in .tools/bin (see tools.find)."""
+    return tools.find(["packer"], "PACKER", "Packer >= 1.11 (HashiCorp's releases)", read_version)
 
 
 def parse_version(text: str) -> tools.Version:
     return tools.parse_version(text, "packer")
 
 
-def version(packer: str) -> tuple[int, int, int]:
+def read_version(packer: str) -> tools.Version:
+    """What `packer version` says, whatever it is."""
     try:
         out = subprocess.run(
-            [packer, "version"], capture_output=True, text=True, timeout=60, env=_env()
+            [packer, "version"], capture_output=True, text=True, timeout=60, env=environment()
         )
-    except OSError as e:
-        raise BakeryError(f"cannot run {packer}: {e.strerror}") from None
-    found = parse_version(out.stdout or out.stderr)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise BakeryError(f"cannot run {packer}: {getattr(e, 'strerror', None) or e}") from None
+    return parse_version(out.stdout or out.stderr)
+
+
+def version(packer: str) -> tuple[int, int, int]:
+    """The version, refused when this tool cannot work with it."""
+    found = read_version(packer)
     if found < MINIMUM:
         raise BakeryError(
             f"packer {tools.show(found)} at {packer} is too old: need >= {tools.show(MINIMUM)} (>= 1.11 for real AWS)"
@@ -53,7 +60,7 @@ def require_for_aws(found: tuple[int, int, int], packer: str) -> None:
         )
 
 
-def _env() -> dict[str, str]:
+def environment() -> dict[str, str]:
     # No calls home from packer: there may be no internet, and there is nothing to learn there.
     return {**os.environ, "CHECKPOINT_DISABLE": "1", "PACKER_NO_COLOR": "1"}
 
@@ -90,7 +97,7 @@ def build_command(packer: str, rendered: Rendered, variables: Mapping[str, str])
 
 def check(command: list[str], what: str) -> None:
     """Run a short packer command; fail with its own words."""
-    out = subprocess.run(command, capture_output=True, text=True, env=_env())
+    out = subprocess.run(command, capture_output=True, text=True, env=environment())
     if out.returncode != 0:
         lines = [ln.strip() for ln in (out.stderr + out.stdout).splitlines() if ln.strip()]
         detail = "; ".join(ln for ln in lines if not ln.startswith("(source code"))[:400]
@@ -123,7 +130,7 @@ def run(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=_env(),
+        env=environment(),
         start_new_session=True,
     )
     timed_out = threading.Event()

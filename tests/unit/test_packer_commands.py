@@ -81,13 +81,6 @@ def test_modern_packer_is_accepted(tmp_path: Path) -> None:
     packer.require_for_aws(packer.version(path), path)
 
 
-def test_missing_packer_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("PACKER", raising=False)
-    monkeypatch.setenv("PATH", "/nonexistent")
-    with pytest.raises(BakeryError, match="packer is not installed or not on PATH"):
-        packer.binary()
-
-
 def test_failure_line_prefers_packers_error() -> None:
     result = packer.Result(
         1,
