@@ -342,7 +342,7 @@ class Root:
             backend=self.backend,
         )
 
-    def check_backend(self) -> None:
+    def check_backend(self, program: str = "terraform") -> None:
         """The state stays where it is: a changed backend setting is refused, not migrated."""
         recorded = tfroot.recorded_backend(self.work)
         wanted = self.backend.describe() if self.backend else "local"
@@ -356,7 +356,7 @@ class Root:
             raise BakeryError(
                 f"the fleet of {self.image.name} in {self.region} keeps its state in {where}, but"
                 f" {now}: set the backend variables as they were, or move the state yourself"
-                f" (terraform -chdir={rel(self.work)} init -migrate-state)"
+                f" ({program} -chdir={rel(self.work)} init -migrate-state)"
             )
 
 
@@ -436,11 +436,11 @@ def launch(
         root = _root(image, region, endpoint)
         if root.backend and not root.backend.dynamodb_table and tf_version < tf.LOCKFILE_MINIMUM:
             raise BakeryError(
-                f"the S3 backend locks with use_lockfile, which needs terraform >="
+                f"the S3 backend locks with use_lockfile, which needs {tf.name(binary)} >="
                 f" {'.'.join(map(str, tf.LOCKFILE_MINIMUM))} (this is {'.'.join(map(str, tf_version))}):"
                 f" upgrade, or set {tfroot.DYNAMODB_TABLE_ENV}"
             )
-        root.check_backend()
+        root.check_backend(tf.name(binary))
         ec2 = aws.client("ec2", root.region)
         aws.check_instance_types(ec2, image, "launch")
         try:
@@ -485,13 +485,13 @@ def launch(
             runner.init()
         except tf.Stopped:
             raise Interrupted(
-                f"launch of {image.name} interrupted during terraform init; nothing was applied"
+                f"launch of {image.name} interrupted during {runner.name} init; nothing was applied"
             ) from None
         try:
             runner.apply()
         except tf.Stopped:
             raise Interrupted(
-                f"launch of {image.name} interrupted during terraform apply; the state ({root.state()})"
+                f"launch of {image.name} interrupted during {runner.name} apply; the state ({root.state()})"
                 f" records what was created: launch again to finish, or {_command(root, 'destroy')}"
             ) from None
         except BakeryError as e:
@@ -616,7 +616,7 @@ def _command(root: Root, task: str, *options: str) -> str:
 
 def _launched(root: Root, binary: str, say: Say) -> dict[str, Any] | None:
     """The fleet module's outputs from the state, or None when nothing is launched."""
-    root.check_backend()
+    root.check_backend(tf.name(binary))
     runner = tf.Terraform(root.work, binary, say)
     if root.backend is None:
         if not tfroot.local_resources(root.work):
@@ -817,7 +817,7 @@ def destroy(
             runner.destroy()
         except tf.Stopped as e:
             raise Interrupted(
-                f"destroy of {image.name} interrupted during terraform {e.verb}; run it again to"
+                f"destroy of {image.name} interrupted during {e.program} {e.verb}; run it again to"
                 " finish (the state records what is left)"
             ) from None
         left = fleet.leftovers(
@@ -830,7 +830,7 @@ def destroy(
         )
         if left:
             raise BakeryError(
-                f"terraform destroy finished, but these are still there: {'; '.join(left)}"
+                f"{runner.name} destroy finished, but these are still there: {'; '.join(left)}"
             )
         _remove(root.work)
         say(

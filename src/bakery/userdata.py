@@ -51,10 +51,10 @@ def render(image: ImageDef, template: Path = TEMPLATE) -> str:
             raise BakeryError(f"cannot run {binary} console: {e}") from None
     if out.returncode != 0:
         detail = " ".join(out.stderr.split())[:300]
-        raise BakeryError(f"terraform could not render {template.name}: {detail}")
+        raise BakeryError(f"{terraform.name(binary)} could not render {template.name}: {detail}")
     try:
         return base64.b64decode(json.loads(out.stdout), validate=True).decode()
     except (ValueError, TypeError, binascii.Error):
         raise BakeryError(
-            f"terraform console printed something other than the rendered {template.name}"
+            f"{terraform.name(binary)} console printed something other than the rendered {template.name}"
         ) from None

@@ -16,7 +16,7 @@ from launch_support import IMAGE, NOTHING, cli_env, fleet_resources, reset_emula
 from tooling import require_tool
 from verify_support import register_ami
 
-from bakery import catalog
+from bakery import catalog, tools
 
 pytestmark = [pytest.mark.emulator]
 
@@ -160,14 +160,15 @@ def test_an_emulator_started_for_the_task_starts_empty(no_aws: None, state_dir: 
     assert not state_dir.exists()
 
 
-def test_terraform_missing(emulator: str, state_dir: Path) -> None:
+def test_terraform_missing(emulator: str, state_dir: Path, tmp_path: Path) -> None:
+    # TERRAFORM names one that is not there: the checkout's .tools/bin may hold a tofu, so
+    # "found nowhere" is tests/unit/test_tools.py's.
     register_ami(**{catalog.VERIFICATION: catalog.PASSED})
-    path = os.pathsep.join([str(Path(sys.executable).parent), "/usr/bin", "/bin"])
-    env = cli_env(state_dir, PATH=path, TERRAFORM="")
+    env = cli_env(state_dir, TERRAFORM=str(tmp_path / "tofu"))
     line = one_line_error(invoke("launch", "--image", IMAGE, "--local", env=env))
     assert line == (
-        "error: terraform is not installed or not on PATH: install Terraform >= 1.5 (HashiCorp's"
-        " releases), or set TERRAFORM=/path/to/terraform"
+        f"error: TERRAFORM={tmp_path / 'tofu'} is not an executable file: fix it, or unset"
+        f" TERRAFORM to use the newest terraform on PATH or in {tools.TOOLS_BIN}"
     )
     nothing_applied(state_dir)
 

@@ -22,6 +22,7 @@ from tfharness import (
     stage,
     terraform_env,
 )
+from tooling import NO_TOFU, tofu
 
 TF_FILES = sorted(MODULE.glob("*.tf"))
 
@@ -54,13 +55,18 @@ def test_terraform_fmt(path: Path) -> None:
 
 
 @pytest.mark.terraform
+@pytest.mark.parametrize("program", ["terraform", "tofu"])
 @pytest.mark.parametrize("subdir", [".", "examples/spot-fleet"], ids=["module", "example"])
 def test_terraform_validate(
-    subdir: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+    subdir: str, program: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
+    binary = require_tool("terraform") if program == "terraform" else tofu()
+    if binary is None:
+        pytest.skip(NO_TOFU)
     tf = Terraform(
         stage(tmp_path) / subdir,
         terraform_env(tmp_path, plugin_cache(tmp_path_factory.getbasetemp())),
+        binary,
     )
     tf.init("-backend=false")
     tf.run("validate", "-no-color")

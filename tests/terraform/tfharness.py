@@ -4,8 +4,9 @@ Terraform writes `.terraform.lock.hcl` next to the configuration whatever TF_DAT
 so every run works on a temporary copy of `terraform/` (and of the test root, in the
 repository's layout, so relative module sources resolve).
 
-Providers: TF_PLUGIN_MIRROR (default /opt/tf-plugins) when that directory exists, through a CLI
-config in TF_CLI_CONFIG_FILE; otherwise Terraform's normal registry install. The mirror is a
+Providers: TF_PLUGIN_MIRROR (default /opt/tf-plugins) when that directory exists, through the
+CLI config the tool writes (bakery.terraform.write_cli_config: it serves OpenTofu too) in
+TF_CLI_CONFIG_FILE; otherwise the normal registry install. The mirror is a
 test-time detail of machines without internet, never something the module needs.
 """
 
@@ -21,6 +22,8 @@ from typing import Any
 
 from tooling import require_tool  # a missing tool fails the test, never skips it
 
+from bakery import terraform as tf
+
 REPO = Path(__file__).resolve().parents[2]
 MODULE = REPO / "terraform"
 ROOTS = REPO / "tests" / "terraform" / "roots"
@@ -28,7 +31,8 @@ DEFAULT_MIRROR = "/opt/tf-plugins"
 
 
 def terraform_env(work: Path, plugin_cache: Path) -> dict[str, str]:
-    """The environment for terraform: quiet, non-interactive, providers from the mirror if any."""
+    """The environment for terraform (or tofu): quiet, non-interactive, providers from the
+    mirror if any, through the same CLI config the tool writes."""
     env = dict(os.environ)
     env.update(
         TF_IN_AUTOMATION="1",
@@ -37,19 +41,12 @@ def terraform_env(work: Path, plugin_cache: Path) -> dict[str, str]:
         TF_PLUGIN_CACHE_DIR=str(plugin_cache),
     )
     plugin_cache.mkdir(parents=True, exist_ok=True)
-    mirror = os.environ.get("TF_PLUGIN_MIRROR", DEFAULT_MIRROR)
-    cli_config = work / "terraformrc"
-    if Path(mirror).is_dir():
-        cli_config.write_text(
-            "provider_installation {\n"
-            f'  filesystem_mirror {{\n    path    = "{mirror}"\n'
-            '    include = ["registry.terraform.io/hashicorp/*"]\n  }\n'
-            '  direct {\n    exclude = ["registry.terraform.io/hashicorp/*"]\n  }\n'
-            "}\n"
-        )
+    mirror = Path(os.environ.get("TF_PLUGIN_MIRROR", DEFAULT_MIRROR))
+    if mirror.is_dir():
+        env["TF_CLI_CONFIG_FILE"] = str(tf.write_cli_config(work, mirror))
     else:
-        cli_config.write_text("")
-    env["TF_CLI_CONFIG_FILE"] = str(cli_config)
+        (work / "terraformrc").write_text("")
+        env["TF_CLI_CONFIG_FILE"] = str(work / "terraformrc")
     return env
 
 
@@ -70,8 +67,8 @@ def stage(work: Path, root: str | None = None) -> Path:
 class Terraform:
     """terraform -chdir=<dir>, with its data dir and state kept in the temporary work dir."""
 
-    def __init__(self, chdir: Path, env: Mapping[str, str]) -> None:
-        self.binary = require_tool("terraform")
+    def __init__(self, chdir: Path, env: Mapping[str, str], binary: str | None = None) -> None:
+        self.binary = binary or require_tool("terraform")
         self.chdir = chdir
         self.env = dict(env)
         self.env["TF_DATA_DIR"] = str(chdir / ".terraform")

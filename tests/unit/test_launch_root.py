@@ -280,10 +280,54 @@ def test_a_changed_backend_is_refused(tmp_path: Path) -> None:
 # -- terraform itself -------------------------------------------------------------------------
 
 
-def test_cli_config_points_at_the_mirror() -> None:
-    text = tf.cli_config(Path("/opt/tf-plugins"))
-    assert 'path    = "/opt/tf-plugins"' in text
-    assert 'exclude = ["registry.terraform.io/hashicorp/*"]' in text
+def _package(root: Path, relative: str) -> Path:
+    """A provider package in a mirror's layout: a platform folder (unpacked) or a zip (packed)."""
+    path = root / relative
+    if path.suffix == ".zip":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"PK")
+    else:
+        path.mkdir(parents=True)
+        (path / "terraform-provider-aws_v5.100.0_x5").write_text("provider")
+    return path
+
+
+AWS = "hashicorp/aws/5.100.0/linux_amd64"
+NULL_ZIP = "hashicorp/null/terraform-provider-null_3.2.4_linux_amd64.zip"
+
+
+def test_cli_config_gives_both_registries_the_mirror(tmp_path: Path) -> None:
+    mirror, folder = tmp_path / "mirror", tmp_path / "work"
+    aws = _package(mirror, f"registry.terraform.io/{AWS}")
+    null = _package(mirror, f"registry.terraform.io/{NULL_ZIP}")
+    folder.mkdir()
+    path = tf.write_cli_config(folder, mirror)
+    links = folder / tf.MIRROR_LINKS
+    for registry in ("registry.terraform.io", "registry.opentofu.org"):
+        assert (links / registry / AWS).is_symlink()
+        assert (links / registry / AWS).resolve() == aws.resolve()
+        assert (links / registry / NULL_ZIP).resolve() == null.resolve()
+        # Only packages are links: neither program follows one higher up.
+        assert not (links / registry / "hashicorp").is_symlink()
+    text = path.read_text()
+    assert f'path    = "{links}"' in text
+    both = '["registry.terraform.io/hashicorp/*", "registry.opentofu.org/hashicorp/*"]'
+    assert f"include = {both}" in text
+    assert f"exclude = {both}" in text
+
+
+def test_each_registry_keeps_its_own_packages_and_stale_links_go(tmp_path: Path) -> None:
+    mirror, folder = tmp_path / "mirror", tmp_path / "work"
+    terraform_aws = _package(mirror, f"registry.terraform.io/{AWS}")
+    tofu_aws = _package(mirror, f"registry.opentofu.org/{AWS}")
+    folder.mkdir()
+    stale = folder / tf.MIRROR_LINKS / "registry.opentofu.org" / "hashicorp" / "gone"
+    stale.mkdir(parents=True)
+    tf.write_cli_config(folder, mirror)
+    links = folder / tf.MIRROR_LINKS
+    assert (links / "registry.terraform.io" / AWS).resolve() == terraform_aws.resolve()
+    assert (links / "registry.opentofu.org" / AWS).resolve() == tofu_aws.resolve()
+    assert not stale.exists()
 
 
 def test_mirror_only_when_it_exists(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
