@@ -171,10 +171,7 @@ def bake(
             packer.check(packer.init_command(packer_bin, rendered), "init")
         packer.check(packer.validate_command(packer_bin, rendered, variables), "validate")
         if use_emulator:
-            say(
-                'local: Packer builds against the emulator with communicator "none": no machine exists'
-                " behind it, so the provisioning scripts will not run"
-            )
+            _say_emulator_limits(packer_version, say)
         # A version-info.json left by an earlier bake must never stand in for this one's.
         (rendered.directory / VERSION_INFO).unlink(missing_ok=True)
         started = time.monotonic()
@@ -217,6 +214,19 @@ def bake(
         )
         _summary(outcome, image, base, time.monotonic() - started, use_emulator, say)
         return outcome
+
+
+def _say_emulator_limits(packer_version: tuple[int, int, int], say: Say) -> None:
+    say(
+        'local: Packer builds against the emulator with communicator "none": no machine exists'
+        " behind it, so the provisioning scripts will not run"
+    )
+    if packer_version >= render.MODERN:
+        say(
+            "local: the run tags are not put on the AMI as it is created (skip_ami_run_tags): the"
+            " emulator's CreateImage cannot tag snapshots; tags and snapshot_tags still tag the AMI"
+            " and its snapshots, and bakes on AWS keep the plugin's default"
+        )
 
 
 def build_failure(name: str, result: packer.Result, reasons: list[str]) -> BakeryError:

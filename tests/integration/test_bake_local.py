@@ -1,4 +1,6 @@
-"""End to end against the emulator: the real packer binary, real API calls, the real CLI."""
+"""End to end against the emulator: the real packer binaries (the oldest supported, Debian's
+1.6.6, and the modern one with the amazon plugin, whose spot path is CreateFleet), real API
+calls, the real CLI; and the one emulator gap that the local rendering works around."""
 
 from __future__ import annotations
 
@@ -11,9 +13,13 @@ import time
 from pathlib import Path
 
 import boto3
+import botocore.config
+import botocore.parsers
 import pytest
 from cli import REPO, invoke
-from tooling import require_tool
+from tooling import modern_packer, oldest_packer, require_tool
+
+from bakery import catalog, packer, render
 
 pytestmark = [pytest.mark.emulator, pytest.mark.packer]
 IMAGE = "deepseek-r1-7b"
@@ -32,9 +38,18 @@ def tags(ami: dict) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in ami.get("Tags", [])}
 
 
-def test_bake_creates_tags_skips_and_forces(emulator: str) -> None:
-    first = invoke("bake", "--image", IMAGE, "--local")
+@pytest.mark.parametrize("which", ["oldest", "modern"])
+def test_bake_creates_tags_skips_and_forces(emulator: str, which: str) -> None:
+    packer_bin = {"oldest": oldest_packer, "modern": modern_packer}[which]()
+    modern = packer.version(packer_bin) >= render.MODERN
+
+    def bake(*extra: str):
+        return invoke("bake", "--image", IMAGE, "--local", *extra, env={"PACKER": packer_bin})
+
+    first = bake()
     assert first.returncode == 0, first.stdout + first.stderr
+    assert "Creating Spot Fleet launch template" in first.stdout  # both spot paths: CreateFleet
+    assert ("(skip_ami_run_tags)" in first.stdout) == modern
     assert f"local: using the emulator at {emulator}" in first.stdout
     assert "the provisioning scripts will not run" in first.stdout
     assert (
@@ -60,13 +75,13 @@ def test_bake_creates_tags_skips_and_forces(emulator: str) -> None:
         False,
     )
 
-    second = invoke("bake", "--image", IMAGE, "--local")
+    second = bake()
     assert second.returncode == 0, second.stderr
     assert f"nothing to do: {ami['ImageId']}" in second.stdout
     assert len(amis()) == 1
     assert json.loads((REPO / "build" / IMAGE / "manifest.json").read_text())["action"] == "skipped"
 
-    forced = invoke("bake", "--image", IMAGE, "--local", "--force")
+    forced = bake("--force")
     assert forced.returncode == 0, forced.stderr
     assert len(amis()) == 2
     assert len({tags(a)["bakery:fingerprint"] for a in amis()}) == 1
@@ -74,6 +89,30 @@ def test_bake_creates_tags_skips_and_forces(emulator: str) -> None:
     instances = boto3.client("ec2").describe_instances()["Reservations"]
     states = {i["State"]["Name"] for r in instances for i in r["Instances"]}
     assert states <= {"terminated"}, "no build instance is left running"
+
+
+@pytest.mark.parametrize("tagged", [("image",), ("image", "snapshot")], ids=["image", "snapshot"])
+def test_emulator_gap_create_image_cannot_tag_snapshots(emulator: str, tagged: tuple) -> None:
+    """The gap, exactly: moto's CreateImage raises NotImplementedError (an HTTP 500 page, not
+    an EC2 error) for a TagSpecification of ResourceType snapshot, which the amazon plugin sends
+    with the run tags; one for the image alone works. The local rendering sets
+    skip_ami_run_tags for it. When the snapshot case passes, drop that setting."""
+    ec2 = boto3.client("ec2", config=botocore.config.Config(retries={"max_attempts": 1}))
+    stock = ec2.describe_images(
+        Owners=["amazon"], Filters=[{"Name": "name", "Values": ["amzn2-ami-hvm-*"]}]
+    )["Images"][0]["ImageId"]
+    instance = ec2.run_instances(ImageId=stock, InstanceType="c6i.xlarge", MinCount=1, MaxCount=1)[
+        "Instances"
+    ][0]["InstanceId"]
+    specs = [
+        {"ResourceType": kind, "Tags": [{"Key": catalog.RUN_ID, "Value": "gap"}]} for kind in tagged
+    ]
+    if "snapshot" not in tagged:
+        ami = ec2.create_image(InstanceId=instance, Name="gap", TagSpecifications=specs)["ImageId"]
+        assert tags(ec2.describe_images(ImageIds=[ami])["Images"][0]) == {catalog.RUN_ID: "gap"}
+        return
+    with pytest.raises(botocore.parsers.ResponseParserError, match="500 Internal Server Error"):
+        ec2.create_image(InstanceId=instance, Name="gap", TagSpecifications=specs)
 
 
 def test_bake_starts_and_stops_its_own_emulator_without_aws_endpoint_url(

@@ -16,6 +16,7 @@ VARIANTS = [
     pytest.param((1, 6, 6), False, "packer-1.6.6", id="packer-1.6.6"),
     pytest.param((1, 11, 2), False, "packer-1.11.2", id="packer-1.11.2"),
     pytest.param((1, 6, 6), True, "local", id="local"),
+    pytest.param((1, 11, 2), True, "local-packer-1.11.2", id="local-packer-1.11.2"),
 ]
 
 
@@ -63,6 +64,16 @@ def test_version_specific_blocks_are_gated(tmp_path: Path) -> None:
         assert modern_only not in old_text
         assert modern_only in new_text
     assert not (tmp_path / "old" / "plugins.pkr.hcl").exists()
+
+
+def test_only_the_local_rendering_skips_the_run_tags_on_the_ami(tmp_path: Path) -> None:
+    """The emulator gap (moto's CreateImage cannot tag snapshots) is worked around for the
+    emulator only: what real AWS bakes get keeps the plugin's default."""
+    image = config.load("deepseek-r1-7b")
+    aws = render.render(image, (1, 11, 2), out=tmp_path / "aws")
+    emulator = render.render(image, (1, 11, 2), local=True, out=tmp_path / "local")
+    assert "skip_ami_run_tags" not in "".join(p.read_text() for p in aws.files)
+    assert "skip_ami_run_tags = true" in (emulator.directory / "source.pkr.hcl").read_text()
 
 
 def test_rerender_removes_files_of_another_packer_generation(tmp_path: Path) -> None:
