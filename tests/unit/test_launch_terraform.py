@@ -97,3 +97,17 @@ def test_version_too_old(tmp_path: Path) -> None:
 def test_version(tmp_path: Path) -> None:
     binary = fake(tmp_path, '#!/bin/sh\necho \'{"terraform_version": "1.11.4"}\'\n')
     assert tf.version(binary) == (1, 11, 4)
+
+
+def test_a_tofu_failure_and_interrupt_name_tofu(tmp_path: Path) -> None:
+    # Stands in for a tofu that fails: the message must name the program that ran.
+    binary = str(tmp_path / "tofu")
+    Path(binary).write_text(
+        "#!/bin/sh\necho '│ Error: No valid credential sources found' >&2\nexit 1\n"
+    )
+    Path(binary).chmod(0o755)
+    runner = tf.Terraform(tmp_path, binary, say=lambda line: None)
+    with pytest.raises(BakeryError) as e:
+        runner.check("apply")
+    assert str(e.value).startswith("tofu apply failed in ")
+    assert str(tf.Stopped("destroy", runner.name)) == "tofu destroy interrupted"
