@@ -17,8 +17,8 @@ source "amazon-ebs" "image" {
   communicator           = "none"
 
   # For the emulator only: moto answers a CreateImage that tags snapshots with an error
-  # (NotImplementedError), so the run tags stay off the new AMI; tags and snapshot_tags below
-  # still tag the AMI and its snapshots. The AWS rendering keeps the plugin's default.
+  # (NotImplementedError), so the run tags stay off the new AMI (amazon plugin >= 1.3.7); tags
+  # and snapshot_tags below still tag the AMI and its snapshots. AWS bakes keep the default.
   skip_ami_run_tags = true
 
   # Baking needs no GPU: cheap CPU spot capacity, any of these types.
