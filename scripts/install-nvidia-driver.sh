@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# Step 1: the NVIDIA driver of one branch, and persistence mode on at boot.
-#   NVIDIA_DRIVER_INSTALL=true   install the branch from Ubuntu's archive (skipped when present)
-#   NVIDIA_DRIVER_INSTALL=false  install nothing: check that the base AMI carries the branch
-# Env: NVIDIA_DRIVER_BRANCH (e.g. 580), NVIDIA_DRIVER_INSTALL (true|false), BAKERY_ROOTFS.
+# Step 1: the NVIDIA driver, and persistence mode on at boot.
+#   NVIDIA_DRIVER_INSTALL=true   install NVIDIA_DRIVER_BRANCH from Ubuntu's archive (skipped when
+#                                present) and check that branch
+#   NVIDIA_DRIVER_INSTALL=false  install nothing: take the driver the base AMI carries, whatever
+#                                its branch (its releases move on), at least
+#                                NVIDIA_MIN_DRIVER_BRANCH when that is set
+# The driver found is logged here and recorded by version-info.sh (nvidia_driver), from which
+# the image tests check it.
+# Env: NVIDIA_DRIVER_INSTALL (true|false), NVIDIA_DRIVER_BRANCH (e.g. 580; with install=true),
+#      NVIDIA_MIN_DRIVER_BRANCH (optional; with install=false), BAKERY_ROOTFS.
 # The build host has no GPU: every check reads files (modinfo, dpkg), never nvidia-smi.
 set -o errexit -o nounset -o pipefail
 
-: "${NVIDIA_DRIVER_BRANCH:?is required: the driver branch, e.g. 580}"
 : "${NVIDIA_DRIVER_INSTALL:?is required: true (install the branch) or false (the base AMI has it)}"
 : "${BAKERY_ROOTFS:?is required: the directory Packer uploaded scripts/rootfs to}"
 
 readonly NAME=install-nvidia-driver
 readonly ROOT="${BAKERY_ROOT:-}"
-readonly BRANCH=$NVIDIA_DRIVER_BRANCH
+readonly BRANCH=${NVIDIA_DRIVER_BRANCH:-}
+readonly MIN_BRANCH=${NVIDIA_MIN_DRIVER_BRANCH:-}
 # cloud-init and unattended-upgrades may hold the dpkg lock during an instance's first minutes.
 readonly APT_OPTS=(-o DPkg::Lock::Timeout=600 -o Acquire::Retries=3)
 export DEBIAN_FRONTEND=noninteractive
@@ -41,10 +47,21 @@ is_installed() {
   [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]
 }
 
-[[ $BRANCH =~ ^[0-9]+$ ]] ||
-  die "NVIDIA_DRIVER_BRANCH must be a driver branch such as 580, got '$BRANCH'"
 [[ $NVIDIA_DRIVER_INSTALL == true || $NVIDIA_DRIVER_INSTALL == false ]] ||
   die "NVIDIA_DRIVER_INSTALL must be true or false, got '$NVIDIA_DRIVER_INSTALL'"
+if [[ $NVIDIA_DRIVER_INSTALL == true ]]; then
+  [[ -n $BRANCH ]] || die "NVIDIA_DRIVER_BRANCH: is required with NVIDIA_DRIVER_INSTALL=true"
+  [[ $BRANCH =~ ^[0-9]+$ ]] ||
+    die "NVIDIA_DRIVER_BRANCH must be a driver branch such as 580, got '$BRANCH'"
+  [[ -z $MIN_BRANCH ]] ||
+    die "NVIDIA_MIN_DRIVER_BRANCH applies only with NVIDIA_DRIVER_INSTALL=false"
+else
+  [[ -z $BRANCH ]] ||
+    die "NVIDIA_DRIVER_BRANCH pins a branch only with NVIDIA_DRIVER_INSTALL=true;" \
+      "the base's driver is taken as it is (NVIDIA_MIN_DRIVER_BRANCH sets a floor)"
+  [[ -z $MIN_BRANCH || $MIN_BRANCH =~ ^[0-9]+$ ]] ||
+    die "NVIDIA_MIN_DRIVER_BRANCH must be a driver branch such as 580, got '$MIN_BRANCH'"
+fi
 [[ -d $BAKERY_ROOTFS ]] || die "BAKERY_ROOTFS=$BAKERY_ROOTFS is not a directory"
 
 # Nothing here upgrades the kernel: the running one is the one the image boots.
@@ -83,11 +100,23 @@ if [[ -z $version ]]; then
       "(see /var/lib/dkms/nvidia/*/build/make.log)"
   fi
   die "no NVIDIA driver on this base AMI: modinfo finds no nvidia module for kernel $kernel." \
-    "Use a base that carries driver branch $BRANCH, or set [nvidia] install = true"
+    "Use a base that carries the driver, or set [nvidia] install = true with a driver_branch"
 fi
-[[ $version == "$BRANCH".* ]] ||
-  die "the nvidia kernel module for kernel $kernel is $version, not branch $BRANCH"
-log "nvidia kernel module $version for kernel $kernel"
+found_branch=${version%%.*}
+[[ $found_branch =~ ^[0-9]+$ ]] ||
+  die "the nvidia kernel module for kernel $kernel reports version '$version', not BRANCH.MINOR..."
+if [[ $NVIDIA_DRIVER_INSTALL == true ]]; then
+  [[ $found_branch == "$BRANCH" ]] ||
+    die "the nvidia kernel module for kernel $kernel is $version, not branch $BRANCH"
+  log "nvidia kernel module $version for kernel $kernel (branch $BRANCH, installed)"
+else
+  if [[ -n $MIN_BRANCH ]] && ((10#$found_branch < 10#$MIN_BRANCH)); then
+    die "the base AMI's nvidia kernel module for kernel $kernel is $version, older than" \
+      "min_driver_branch $MIN_BRANCH: use a newer base, or lower [nvidia] min_driver_branch"
+  fi
+  log "nvidia kernel module $version for kernel $kernel (the base's driver, branch $found_branch" \
+    "${MIN_BRANCH:+>= $MIN_BRANCH}; recorded by version-info)"
+fi
 
 [[ -x ${ROOT}/usr/bin/nvidia-persistenced ]] ||
   die "/usr/bin/nvidia-persistenced is missing: the driver's utilities are not installed"

@@ -24,6 +24,9 @@ def emulator_server() -> Iterator[str]:
     """One moto server for the session; `emulator` resets it before each test."""
     from moto.server import ThreadedMotoServer
 
+    from bakery import local
+
+    local.teach_fleet_network_interfaces()  # as the emulator --local starts does (see there)
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

@@ -84,6 +84,22 @@ def identity(region_name: str | None = None) -> dict[str, str]:
     return {"account": ident["Account"], "arn": ident["Arn"]}
 
 
+# What AWS answers when the credentials of a running task expired (a session token past its
+# end, a clock far off). Refreshable credentials (a role, web identity, SSO) renew themselves;
+# a fresh session re-reads the chain, which picks up renewed ones from files or the environment.
+EXPIRED_CODES = {"ExpiredToken", "ExpiredTokenException", "RequestExpired", "TokenRefreshRequired"}
+
+
+def expired(e: BaseException) -> bool:
+    return error_code(e) in EXPIRED_CODES
+
+
+def refreshed(made: Any) -> Any:
+    """A new client for the same service and region, from a new session (credentials re-read)."""
+    reset()
+    return client(made.meta.service_model.service_name, made.meta.region_name)
+
+
 def error_code(e: BaseException) -> str:
     if isinstance(e, botocore.exceptions.ClientError):
         return str(e.response.get("Error", {}).get("Code", ""))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import re
 import secrets
 import subprocess
 import time
@@ -15,7 +16,19 @@ from typing import Any
 
 import botocore.exceptions
 
-from . import __version__, aws, catalog, cleanup, local, packer, render, spot
+from . import (
+    __version__,
+    aws,
+    catalog,
+    cleanup,
+    instanceprofile,
+    local,
+    network,
+    packer,
+    quotas,
+    render,
+    spot,
+)
 from .config import ImageDef
 from .errors import BakeryError, ConfigError, Interrupted, SpotInterrupted
 from .fingerprint import fingerprint
@@ -90,9 +103,10 @@ def provenance(
 ) -> dict[str, str]:
     """Tags of a finished AMI. The fingerprint is written with them, last: it marks it complete."""
     digests = {m["name"]: m.get("digest", "") for m in (info or {}).get("models", [])}
+    # Without version info (a local bake): the pinned branch, or "base" for the base's driver.
     versions = {"ollama": image.ollama.version}
     if image.nvidia:
-        versions["nvidia"] = image.nvidia.driver_branch
+        versions["nvidia"] = image.nvidia.driver_branch or "base"
     if info:
         versions["ollama"] = info.get("ollama") or versions["ollama"]
         if info.get("nvidia_driver") or image.nvidia:
@@ -124,9 +138,38 @@ def new_build_id() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
 
+def build_network(ec2: Any, choice: network.Choice, say: Say) -> dict[str, str]:
+    """Packer's subnet_id and security_group_ids for the build: the chosen subnet with the most
+    free addresses, or Packer's own choice in the default VPC (which must exist)."""
+    where = network.placement(ec2, choice)
+    subnet = where.subnet_ids[0] if where.chosen else ""
+    if subnet:
+        zone = next(z for z, s in where.subnets.items() if s == subnet)
+        say(f"bake: build instance in {subnet} ({zone}, {where.vpc_id}; {choice.subnet_from})")
+    groups = list(where.security_group_ids)
+    if groups:
+        say(f"bake: security groups {', '.join(groups)} ({choice.groups_from}); Packer makes none")
+    return {"subnet_id": subnet, "security_group_ids": json.dumps(groups)}
+
+
+def profile_document(image: ImageDef) -> dict[str, Any] | None:
+    """What the build instance itself needs: Session Manager, and the s3:// model files."""
+    return instanceprofile.policy(
+        session_manager=image.build.network.session_manager,
+        s3_urls=[m.gguf_url for m in image.models if m.gguf_url and m.gguf_url.startswith("s3://")],
+    )
+
+
 def bake(
-    image: ImageDef, *, use_emulator: bool = False, force: bool = False, say: Say = print
+    image: ImageDef,
+    *,
+    use_emulator: bool = False,
+    force: bool = False,
+    subnet: str | None = None,
+    security_groups: tuple[str, ...] = (),
+    say: Say = print,
 ) -> Outcome:
+    choice = network.choose(image, "build", subnet, security_groups)  # the syntax, first
     packer_bin = packer.binary()
     packer_version = packer.version(packer_bin)
     if not use_emulator:
@@ -136,6 +179,11 @@ def bake(
         region = aws.region()
         ec2, ssm = aws.client("ec2"), aws.client("ssm")
         aws.check_instance_types(ec2, image, "build")
+        placed = build_network(ec2, choice, say)
+        document = profile_document(image)
+        named = image.build.network.instance_profile
+        if named:
+            instanceprofile.check_named(aws.client("iam"), named, "build.instance_profile")
         parameter = None
         if use_emulator and image.base.ssm_parameter:
             parameter = local.stand_in_base(ssm, ec2, image.base.ssm_parameter, say)
@@ -164,6 +212,7 @@ def bake(
 
         build_id = new_build_id()
         variables = {"region": region, "source_ami": base.ami_id, "build_id": build_id}
+        variables |= placed | {"iam_instance_profile": named or ""}
         variables |= (
             {"ec2_endpoint": str(endpoint)} if use_emulator else {"scripts_dir": str(SCRIPTS)}
         )
@@ -175,7 +224,14 @@ def bake(
         # A version-info.json left by an earlier bake must never stand in for this one's.
         (rendered.directory / VERSION_INFO).unlink(missing_ok=True)
         started = time.monotonic()
+        made: str | None = None
         try:
+            if document and not named:
+                tags = catalog.tool_tags(image.name, **{catalog.RUN_ID: build_id}) | {
+                    catalog.EXPIRES_AT: _expiry(image)
+                }
+                made = instanceprofile.create(aws.client("iam"), build_id, tags, document, say).name
+                variables["iam_instance_profile"] = made
             result = packer.run(
                 packer.build_command(packer_bin, rendered, variables),
                 timeout_s=image.build.timeout_minutes * 60,
@@ -187,7 +243,7 @@ def bake(
                     f"bake of {image.name} timed out after {image.build.timeout_minutes} minutes (build.timeout_minutes)"
                 )
             if result.returncode != 0:
-                raise build_failure(image.name, result, _state_reasons(ec2, build_id))
+                raise build_failure(image, result, _state_reasons(ec2, build_id), region)
             artifact = packer.manifest(rendered.directory, build_id)
             ami = catalog.get(ec2, artifact["ami_id"])
             info = None if use_emulator else _version_info(rendered.directory)
@@ -200,6 +256,9 @@ def bake(
             if isinstance(failure, KeyboardInterrupt):
                 raise Interrupted(f"bake of {image.name} interrupted") from None
             raise
+        finally:
+            if made:
+                _remove_profile(made, say)
         outcome = _write(
             rendered.directory,
             "built",
@@ -229,14 +288,58 @@ def _say_emulator_limits(packer_version: tuple[int, int, int], say: Say) -> None
         )
 
 
-def build_failure(name: str, result: packer.Result, reasons: list[str]) -> BakeryError:
+# What Packer prints when its spot fleet request is refused: CreateFleet's error codes, or
+# their messages ("There is no Spot capacity available that matches your request.").
+_PACKER_QUOTA = re.compile(
+    r"VcpuLimitExceeded|vCPU (capacity|limit)|MaxSpotInstanceCountExceeded|max spot instance count",
+    re.I,
+)
+_PACKER_CAPACITY = re.compile(
+    r"InsufficientInstanceCapacity|no Spot capacity available|capacity-not-available|UnfulfillableCapacity|sufficient \S+ capacity",
+    re.I,
+)
+_PACKER_UNSUPPORTED = re.compile(
+    r"\bUnsupported: |not supported in your requested Availability Zone", re.I
+)
+
+
+def build_failure(
+    image: ImageDef, result: packer.Result, reasons: list[str], region: str = ""
+) -> BakeryError:
     """Why `packer build` failed: EC2 reclaiming the spot build instance (seen in Packer's
-    output or in the state reason of the run's instances) is worth a retry; the rest is not."""
+    output or in the state reason of the run's instances) is worth a retry; spot quotas and
+    capacity are said in one line with what to do; the rest is Packer's own words."""
     reclaimed = spot.interruption(*result.tail, *reasons)
     if reclaimed:
         return SpotInterrupted(
-            f"EC2 reclaimed the spot build instance of {name} ({reclaimed}); nothing is wrong"
+            f"EC2 reclaimed the spot build instance of {image.name} ({reclaimed}); nothing is wrong"
             " with the image: bake again"
+        )
+    types = image.build.instance_types
+    said = "\n".join(result.tail)
+    if _PACKER_QUOTA.search(said):
+        code = "MaxSpotInstanceCountExceeded" if "max spot" in said.lower() else "VcpuLimitExceeded"
+        named = dict.fromkeys(quotas.spot_quota(t).name for t in types)
+        first = next(t for t in types if quotas.spot_quota(t).name == next(iter(named)))
+        return BakeryError(
+            "the spot build instance was refused: "
+            + quotas.explain(code, first, region)
+            + (
+                f" (the other build types draw on {', '.join(list(named)[1:])})"
+                if len(named) > 1
+                else ""
+            )
+        )
+    if _PACKER_CAPACITY.search(said):
+        return BakeryError(
+            f"no spot capacity for any of build.instance_types ({', '.join(types)}) in {region}"
+            f" where the build runs: add types to build.instance_types in {image.path}, bake in"
+            " another zone with --subnet, or bake again later"
+        )
+    if _PACKER_UNSUPPORTED.search(said):
+        return BakeryError(
+            f"build.instance_types ({', '.join(types)}) are not offered in the build subnet's zone:"
+            " pass --subnet (or set build.subnet) to a subnet in a zone that offers them"
         )
     return BakeryError(f"packer build failed: {packer.failure(result)}")
 
@@ -289,9 +392,34 @@ def _secure(ec2: Any, ami: dict[str, Any], say: Say) -> None:
         ec2.modify_image_attribute(ImageId=ami["ImageId"], ImdsSupport={"Value": "v2.0"})
 
 
+def _expiry(image: ImageDef) -> str:
+    """When gc may remove what this bake made: past its timeout, with room for Packer's clean-up."""
+    at = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=image.build.timeout_minutes + 30)
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _remove_profile(name: str, say: Say) -> None:
+    iam = aws.client("iam")
+    removed, _ = instanceprofile.delete(iam, name, lambda line: say(f"clean-up: {line}"))
+    if not removed:
+        try:  # the credentials may have expired during a long build: read them again, once
+            removed, _ = instanceprofile.delete(aws.refreshed(iam), name, say)
+        except botocore.exceptions.BotoCoreError as e:
+            say(f"clean-up: could not remove instance profile {name}: {aws.describe(e)}")
+    if removed:
+        say("bake: removed " + " and ".join(removed))
+
+
 def _sweep(ec2: Any, build_id: str, say: Say) -> None:
     say(f"bake: cleaning up what build {build_id} left in AWS")
-    removed = cleanup.sweep(ec2, build_id, images=True, say=say)
+    try:
+        removed = cleanup.sweep(ec2, build_id, images=True, say=say)
+    except botocore.exceptions.ClientError as e:
+        if not aws.expired(e):
+            raise
+        # The clean-up must still happen: with the credentials read again (a renewed session).
+        say(f"clean-up: {aws.describe(e)}; reading the credentials again")
+        removed = cleanup.sweep(aws.refreshed(ec2), build_id, images=True, say=say)
     say("bake: removed " + "; ".join(removed) if removed else "bake: nothing was left behind")
 
 

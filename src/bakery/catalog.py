@@ -22,7 +22,7 @@ SOURCE_AMI = "bakery:source-ami"
 BASE = "bakery:base"
 MODELS = "bakery:models"
 MODEL = "bakery:model/"  # + model name -> digest
-VERSIONS = "bakery:versions"
+VERSIONS = "bakery:versions"  # "ollama=0.13.1 nvidia=595.58.03": what the bake found
 UI = "bakery:ui"
 UI_IMAGE_ID = "bakery:ui-image-id"  # docker image ID of bakery/ui:baked, as baked
 PROVISIONED = "bakery:provisioned"
@@ -41,7 +41,13 @@ VERIFY_TAGS = (
     "bakery:verify-timings",
     "bakery:verify-report-sha256",
     "bakery:verify-failure",
+    "bakery:verify-cold-load",  # boot -> models loaded from a fresh volume, and its rate
 )
+
+
+def versions_of(tags: dict[str, str]) -> dict[str, str]:
+    """The bakery:versions tag as {component: version}."""
+    return dict(p.split("=", 1) for p in tags.get(VERSIONS, "").split() if "=" in p)
 
 
 def tool_tags(image: str | None = None, **extra: str) -> dict[str, str]:

@@ -32,6 +32,12 @@ OU_ARN_RE = re.compile(
 )
 REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
 TAG_KEY_RE = re.compile(r"^[\w .:/=+\-@]{1,128}$")
+SUBNET_ID_RE = re.compile(r"^subnet-([0-9a-f]{8}|[0-9a-f]{17})$")
+SUBNET_TAG_RE = re.compile(r"^tag:([^=]{1,128})=(.{1,256})$")
+SECURITY_GROUP_RE = re.compile(r"^sg-([0-9a-f]{8}|[0-9a-f]{17})$")
+PROFILE_NAME_RE = re.compile(r"^[\w+=,.@-]{1,128}$")
+COMMUNICATORS = ("ssh", "session_manager")
+SUBNET_WHAT = "a subnet ID (subnet-...) or a tag filter (tag:KEY=VALUE)"
 
 # GPU families the verify and launch steps know how to check (the name nvidia-smi reports).
 GPU_BY_FAMILY = {
@@ -67,17 +73,36 @@ class Base:
 
 
 @dataclass(frozen=True)
+class Network:
+    """Where a bake or verify instance runs, and how the tool reaches it."""
+
+    subnet: str | None = None  # a subnet ID or tag:KEY=VALUE; None: the default VPC
+    security_group_ids: tuple[str, ...] = ()  # none: the run makes its own group
+    communicator: str = "ssh"  # or "session_manager": no public address, no port 22
+    instance_profile: str | None = None  # a named profile; None: made for the run if needed
+
+    @property
+    def session_manager(self) -> bool:
+        return self.communicator == "session_manager"
+
+
+@dataclass(frozen=True)
 class Build:
     instance_types: tuple[str, ...]
     root_volume_gib: int
     kms_key_id: str | None
     timeout_minutes: int
+    network: Network = Network()
 
 
 @dataclass(frozen=True)
 class Nvidia:
-    driver_branch: str
+    """install = true: `driver_branch` is installed and checked. install = false: the base's
+    driver is used as it is, at least `min_driver_branch` when that is set."""
+
+    driver_branch: str | None
     install: bool
+    min_driver_branch: str | None = None
 
 
 @dataclass(frozen=True)
@@ -157,11 +182,17 @@ class Verify:
     min_gpu_memory_gib: int
     min_free_disk_gib: int
     generation_timeout_s: int
+    network: Network = Network()
+
+
+# MiB/s: EBS initializes a volume made from a snapshot at this rate (100-300), else lazily.
+DEFAULT_VOLUME_INITIALIZATION_RATE = 300
 
 
 @dataclass(frozen=True)
 class Launch:
     instance_types: tuple[str, ...]
+    volume_initialization_rate: int | None = DEFAULT_VOLUME_INITIALIZATION_RATE  # None: off
 
 
 @dataclass(frozen=True)
@@ -418,6 +449,74 @@ def _playbooks(path: Path, data: Any) -> tuple[Playbook, ...]:
     return tuple(books)
 
 
+BRANCH_RE = re.compile(r"^\d{3}$")
+
+
+def _nvidia(t: _Table) -> Nvidia:
+    install = t.get("install", bool)
+    branch = t.text("driver_branch", BRANCH_RE, None, what="a driver branch (e.g. 580)")
+    minimum = t.text("min_driver_branch", BRANCH_RE, None, what="a driver branch (e.g. 580)")
+    if install and branch is None:
+        raise t.fail("driver_branch", "is required with install = true (the branch to install)")
+    if install and minimum is not None:
+        raise t.fail(
+            "min_driver_branch",
+            "applies only with install = false; with install = true driver_branch pins the branch",
+        )
+    if not install and branch is not None:
+        # The meaning driver_branch had before: a pin the base's next release breaks.
+        raise t.fail(
+            "driver_branch",
+            "pins a branch only with install = true; with install = false the base's driver is"
+            f" used as it is: write min_driver_branch = {branch!r} to refuse older branches",
+        )
+    t.done()
+    return Nvidia(branch, install, minimum)
+
+
+def subnet_choice(value: str) -> str:
+    """A subnet ID or tag:KEY=VALUE, else ValueError (the caller names where it came from)."""
+    if not isinstance(value, str) or not (SUBNET_ID_RE.match(value) or SUBNET_TAG_RE.match(value)):
+        raise ValueError(f"{_show(value)} is not {SUBNET_WHAT}")
+    return value
+
+
+def _network(t: _Table) -> Network:
+    subnet = t.get("subnet", str, None, what=SUBNET_WHAT)
+    if subnet is not None:
+        try:
+            subnet_choice(subnet)
+        except ValueError as e:
+            raise t.fail("subnet", str(e)) from None
+    groups = t.texts(
+        "security_group_ids", SECURITY_GROUP_RE, (), what="a security group ID (sg-...)"
+    )
+    communicator = t.text("communicator", None, "ssh", what=" or ".join(map(repr, COMMUNICATORS)))
+    if communicator not in COMMUNICATORS:
+        raise t.fail(
+            "communicator", f"{communicator!r} is not {' or '.join(map(repr, COMMUNICATORS))}"
+        )
+    profile = t.text("instance_profile", PROFILE_NAME_RE, None, what="an instance profile name")
+    return Network(subnet, groups, communicator, profile)
+
+
+def _initialization_rate(t: _Table) -> int | None:
+    value = t.get(
+        "volume_initialization_rate",
+        (int, str),
+        DEFAULT_VOLUME_INITIALIZATION_RATE,
+        what='MiB/s from 100 to 300, or "off"',
+    )
+    if value == "off":
+        return None
+    if isinstance(value, str | bool) or not 100 <= value <= 300:
+        shown = value if type(value) is int else _show(value)
+        raise t.fail(
+            "volume_initialization_rate", f'{shown} is not MiB/s from 100 to 300, or "off"'
+        )
+    return int(value)
+
+
 def _models(path: Path, data: Any) -> tuple[Model, ...]:
     if not isinstance(data, list) or not data:
         raise ConfigError(path, "models", "needs at least one [[models]] entry")
@@ -520,16 +619,12 @@ def _parse(path: Path, name: str, data: dict[str, Any]) -> ImageDef:
             what="a KMS key ID, ARN or alias/NAME",
         ),
         timeout_minutes=b.number("timeout_minutes", 120, low=10, high=720),
+        network=_network(b),
     )
     b.done()
 
-    nvidia = None
     n = top.table("nvidia", required=False)
-    if n.data:
-        nvidia = Nvidia(
-            n.text("driver_branch", re.compile(r"^\d{3}$"), what="a driver branch (e.g. 580)"),
-            n.get("install", bool),
-        )
+    nvidia = _nvidia(n) if n.data else None  # no [nvidia]: a CPU image
     n.done()
 
     o = top.table("ollama")
@@ -558,11 +653,12 @@ def _parse(path: Path, name: str, data: dict[str, Any]) -> ImageDef:
         min_gpu_memory_gib=v.number("min_gpu_memory_gib", 16, low=1, high=1024),
         min_free_disk_gib=v.number("min_free_disk_gib", 10, low=1, high=16384),
         generation_timeout_s=v.number("generation_timeout_s", 120, low=5, high=3600),
+        network=_network(v),
     )
     v.done()
 
     la = top.table("launch")
-    launch = Launch(_gpu_types(la, "instance_types"))
+    launch = Launch(_gpu_types(la, "instance_types"), _initialization_rate(la))
     if len(launch.instance_types) < 2:
         raise la.fail(
             "instance_types",

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import catalog, render
+from . import catalog, render, userdata
 from .config import ImageDef
 from .errors import BakeryError
 
 OLLAMA_ADDRESS = "127.0.0.1:11434"  # Ollama's own default; the image never exposes it
-UI_IMAGE = "bakery/ui:baked"  # the tag the bake gives the UI's container image
+UI_IMAGE = userdata.UI_IMAGE  # the tag the bake gives the UI's container image
 DIGEST_RE = re.compile(r"^(sha256:)?[0-9a-f]{64}$")
+DRIVER_RE = re.compile(r"^\d+\.\d+(\.\d+)*$")
 TAG_MAX = 256
 
 REPO = render.REPO
@@ -47,12 +48,16 @@ def expectations(
         value = tags.get(catalog.MODEL + model, "")
         return value if DIGEST_RE.match(value) else None
 
+    recorded = catalog.versions_of(tags).get("nvidia", "")
     return {
         "image": image.name,
         "nvidia": None
         if image.nvidia is None  # a CPU image
         else {
-            "driver_branch": image.nvidia.driver_branch,
+            # The driver the bake found (a base's driver moves with its releases), if recorded.
+            "driver_version": recorded if DRIVER_RE.match(recorded) else None,
+            "driver_branch": image.nvidia.driver_branch if image.nvidia.install else None,
+            "min_driver_branch": image.nvidia.min_driver_branch,
             "gpu_name": gpu_name,
             "min_gpu_memory_gib": image.verify.min_gpu_memory_gib,
         },
@@ -185,7 +190,7 @@ def read_timings(path: Path) -> dict[str, Any]:
 
 
 def compact_timings(timings: dict[str, Any], **extra: float | None) -> str:
-    """'ready=38s ttft=0.41s tps=92.3' (a '?' where the suite could not measure)."""
+    """'ready=38s cold=95s ttft=0.41s tps=92.3' (a '?' where the suite could not measure)."""
 
     def num(value: Any, fmt: str, unit: str = "") -> str:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -194,6 +199,7 @@ def compact_timings(timings: dict[str, Any], **extra: float | None) -> str:
 
     parts = [
         f"ready={num(timings.get('boot_to_ollama_ready_s'), '.0f', 's')}",
+        f"cold={num(timings.get('cold_load_s'), '.0f', 's')}",
         f"ttft={num(timings.get('ttft_s'), '.2f', 's')}",
         f"tps={num(timings.get('tokens_per_s'), '.1f')}",
     ]

@@ -7,7 +7,8 @@ does not tag its key pair and security group). It is stale when its bakery:expir
 passed or, without one, when it is older than --older-than. Kinds, in removal order:
 instances (not terminated), unfinished AMIs (no fingerprint) and failed copies, snapshots
 tagged by the tool that no AMI uses, available volumes, key pairs and security groups that
-nothing uses any more.
+nothing uses any more, and (IAM is global: once, with the build region) the instance profiles
+and roles a run made under /bakery/.
 Finished AMIs are prune's, never gc's. The plan is printed; only --apply removes.
 
 cleanup.sweep removes one run's resources right after it failed; gc is its counterpart for
@@ -25,12 +26,12 @@ from typing import Any
 
 import botocore.exceptions
 
-from . import TOOL, aws, catalog, config, distribute
+from . import TOOL, aws, catalog, config, distribute, instanceprofile
 from .distribute import Region, Say
 from .errors import BakeryError
 
 DEFAULT_OLDER_THAN = "6h"
-KINDS = ["instance", "AMI", "snapshot", "volume", "key pair", "security group"]
+KINDS = ["instance", "AMI", "snapshot", "volume", "key pair", "security group", "instance profile"]
 LIVE = ["pending", "running", "stopping", "stopped"]
 PACKER_PREFIX = "packer_"
 FILTER_VALUES = 200
@@ -201,6 +202,37 @@ def _group_stale(group: dict[str, Any], now: dt.datetime, older_than: dt.timedel
     return None
 
 
+def find_iam(iam: Any, region: str, older_than: dt.timedelta, now: dt.datetime) -> list[Leftover]:
+    """The instance profiles and roles runs made (under /bakery/, tagged by the tool) that are
+    past their expiry or older than older_than. A profile and its role share their name."""
+    made: dict[str, tuple[Any, dict[str, str]]] = {}
+    for page in iam.get_paginator("list_instance_profiles").paginate(
+        PathPrefix=instanceprofile.PATH
+    ):
+        for p in page["InstanceProfiles"]:
+            name = p["InstanceProfileName"]
+            profile = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+            made[name] = (p.get("CreateDate"), catalog.tags_of(profile))
+    for page in iam.get_paginator("list_roles").paginate(PathPrefix=instanceprofile.PATH):
+        for r in page["Roles"]:
+            if r["RoleName"] not in made:
+                role = iam.get_role(RoleName=r["RoleName"])["Role"]
+                made[r["RoleName"]] = (r.get("CreateDate"), catalog.tags_of(role))
+    found = []
+    for name, (created, tags) in sorted(made.items()):
+        if tags.get(catalog.MANAGED_BY) != TOOL:
+            continue  # under our path, but not ours: never touched
+        why = _stale(created, tags, now, older_than)
+        if why:
+            found.append(Leftover(region, "instance profile", name, f"{_run_of(tags)}{why}"))
+    return found
+
+
+def _run_of(tags: dict[str, str]) -> str:
+    run = tags.get(catalog.RUN_ID)
+    return f"run {run}, " if run else ""
+
+
 def _key_pairs_in_use(ec2: Any, names: list[str], doomed: set[str]) -> set[str]:
     used = set()
     for batch in _batches(names):
@@ -286,6 +318,9 @@ def gc(
         what="gc (reading)",
         resume="nothing was changed",
     )
+    home = names[0]  # IAM is global: its leftovers are listed once, with the first region
+    iam = aws.client("iam", home)
+    found[home] = [*found.get(home, []), *find_iam(iam, home, age, now)]
     leftovers = sorted(
         (x for xs in found.values() for x in xs),
         key=lambda x: (names.index(x.region), KINDS.index(x.kind), x.id),
@@ -311,6 +346,15 @@ def gc(
             raise BakeryError(f"{len(failed)} could not be removed ({'; '.join(failed)})")
 
     distribute.each_region(clients, one, what="gc", resume="rerun invoke gc --apply")
+    failed = []
+    for x in leftovers:
+        if x.kind == "instance profile":  # after the instances that used them
+            removed, left = instanceprofile.delete(iam, x.id, lambda line: say(f"gc: {line}"))
+            failed += left
+            for what in removed:
+                say(f"gc: removed {what}")
+    if failed:
+        raise BakeryError(f"{len(failed)} could not be removed ({'; '.join(failed)})")
     say(f"gc: removed {len(leftovers)} leftovers")
     return leftovers
 

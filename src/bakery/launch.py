@@ -395,6 +395,8 @@ def fleet_inputs(
         "ui_ingress_cidrs": list(ingress.cidrs),
         "ui_public_ingress": ingress.public,
         "root_volume_size": root_volume_size,
+        # The launch template initializes each volume from its snapshot at this rate (null: lazily).
+        "volume_initialization_rate": image.launch.volume_initialization_rate,
         "tags": dict(sorted(image.tags.items())),
     }
 

@@ -44,6 +44,30 @@ def _reachable(url: str) -> bool:
 MANAGED_POLICIES_ENV = "MOTO_IAM_LOAD_MANAGED_POLICIES"
 
 
+def teach_fleet_network_interfaces() -> None:
+    """moto 5.2 builds a fleet's instances from a launch template's top-level SubnetId and
+    security groups only; EC2 also takes them from its first network interface, which is
+    where Packer puts them when a subnet is given. Copy them up as a template is stored, so a
+    local bake in a chosen subnet runs as it does on AWS (else the emulator looks for a
+    default VPC). Applies to an emulator running in this process; idempotent."""
+    from moto.ec2.models import launch_templates
+
+    version = launch_templates.LaunchTemplateVersion
+    if getattr(version.__init__, "_bakery", False):
+        return
+    original = version.__init__
+
+    def init(self: Any, template: Any, number: int, data: dict[str, Any], description: str) -> None:
+        nic = (data.get("NetworkInterfaces") or [{}])[0]
+        if nic.get("SubnetId") and "SubnetId" not in data:
+            groups = [g["GroupId"] if isinstance(g, dict) else g for g in nic.get("Groups") or []]
+            data = {**data, "SubnetId": nic["SubnetId"], "GroupSet": groups}
+        original(self, template, number, data, description)
+
+    init._bakery = True  # type: ignore[attr-defined]
+    version.__init__ = init  # type: ignore[method-assign]
+
+
 @contextlib.contextmanager
 def emulator(say=print, *, aws_managed_policies: bool = False) -> Iterator[str]:
     """Point boto3 (and the packer/terraform we start) at an emulator; yield its URL.
@@ -81,6 +105,7 @@ def emulator(say=print, *, aws_managed_policies: bool = False) -> Iterator[str]:
             logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log on our output
             if aws_managed_policies:
                 os.environ[MANAGED_POLICIES_ENV] = "true"
+            teach_fleet_network_interfaces()
             port = _free_port()
             server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
             server.start()

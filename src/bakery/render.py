@@ -36,12 +36,15 @@ SOURCE_KIND = {"aws": "amazon-ebs", "emulator": "amazon-ebs", "qemu": "qemu"}
 STAGING = "/tmp/bakery-files"
 
 # Provisioning steps in order: script, then the environment it receives (and nothing else).
+# cloud-init first: Ubuntu cloud images rewrite the apt sources during first boot.
 STEPS: list[tuple[str, list[str]]] = [
+    ("wait-cloud-init.sh", []),
     (
         "install-nvidia-driver.sh",
         [
-            "NVIDIA_DRIVER_BRANCH=${var.nvidia_driver_branch}",
             "NVIDIA_DRIVER_INSTALL=${var.nvidia_driver_install}",
+            "NVIDIA_DRIVER_BRANCH=${var.nvidia_driver_branch}",
+            "NVIDIA_MIN_DRIVER_BRANCH=${var.nvidia_min_driver_branch}",
         ],
     ),
     ("install-docker.sh", []),
@@ -135,8 +138,9 @@ def variables(image: ImageDef, target: str) -> dict[str, Any]:
         values["gpu"] = image.nvidia is not None
         if image.nvidia:
             values |= {
-                "nvidia_driver_branch": image.nvidia.driver_branch,
                 "nvidia_driver_install": image.nvidia.install,
+                "nvidia_driver_branch": image.nvidia.driver_branch or "",
+                "nvidia_min_driver_branch": image.nvidia.min_driver_branch or "",
             }
         values |= {
             "ollama_version": image.ollama.version,
@@ -193,6 +197,7 @@ def render(
         "uploads": bool(uploads(image)),
         "direct_kernel": bool(image.qemu and image.qemu.debootstrap),
         "playbooks": [{"path": str(p.path), "name": p.path.stem} for p in image.playbooks],
+        "session_manager": image.build.network.session_manager,
     }
     for stale in directory.glob("*.pkr.hcl"):
         stale.unlink()

@@ -14,9 +14,9 @@ from typing import Any
 
 import botocore.exceptions
 
-from . import aws, catalog, config
+from . import aws, catalog, config, instanceprofile, network, quotas
 from .config import ImageDef
-from .errors import BakeryError, ConfigError, SpotInterrupted
+from .errors import BakeryError, SpotInterrupted
 from .waiting import POLL_S, duration
 
 Say = Callable[[str], None]
@@ -72,69 +72,27 @@ THROTTLE_CODES = {"RequestLimitExceeded", "Throttling", "ThrottlingException"}
 
 @dataclass(frozen=True)
 class Plan:
-    """Where the instance may go, decided before anything is created."""
+    """Where the instance may go and how it is reached, decided before anything is created."""
 
     vpc_id: str
     subnets: dict[str, str]  # zone -> subnet, in the order they are tried
     instance_types: tuple[str, ...]
-    cidr: str
+    cidr: str | None  # who may reach port 22; None with Session Manager (nothing may)
+    security_group_ids: tuple[str, ...] = ()  # the user's; empty: the run makes one
+    session_manager: bool = False
 
 
-def plan(ec2: Any, image: ImageDef, subnet: str | None, cidr: str) -> Plan:
-    region = ec2.meta.region_name
+def plan(ec2: Any, image: ImageDef, choice: network.Choice, cidr: str | None) -> Plan:
     aws.check_instance_types(ec2, image, "verify")
-    if subnet:
-        try:
-            found = ec2.describe_subnets(SubnetIds=[subnet])["Subnets"]
-        except botocore.exceptions.ClientError as e:
-            if not aws.error_code(e).startswith("InvalidSubnet"):
-                raise
-            found = []
-        if not found:
-            raise BakeryError(f"--subnet {subnet} does not exist in {region}")
-        return Plan(
-            found[0]["VpcId"],
-            {found[0]["AvailabilityZone"]: subnet},
-            image.verify.instance_types,
-            cidr,
-        )
-    vpcs = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]
-    if not vpcs:
-        raise BakeryError(
-            f"{region} has no default VPC: pass --subnet ID (a subnet this runner can reach over SSH)"
-        )
-    vpc = vpcs[0]["VpcId"]
-    defaults = {
-        s["AvailabilityZone"]: s["SubnetId"]
-        for s in ec2.describe_subnets(
-            Filters=[
-                {"Name": "vpc-id", "Values": [vpc]},
-                {"Name": "default-for-az", "Values": ["true"]},
-            ]
-        )["Subnets"]
-    }
-    zones = [
-        z["ZoneName"]
-        for z in ec2.describe_availability_zones(
-            Filters=[{"Name": "state", "Values": ["available"]}]
-        )["AvailabilityZones"]
-        if z.get("ZoneType", "availability-zone") == "availability-zone"
-    ]
-    wanted = list(image.verify.availability_zones)
-    for i, zone in enumerate(wanted):
-        if zone not in zones:
-            raise ConfigError(
-                image.path,
-                f"verify.availability_zones[{i}]",
-                f"{zone!r} is not an available zone of {region} (zones: {', '.join(sorted(zones))})",
-            )
-    order = wanted or sorted(zones)
-    subnets = {z: defaults[z] for z in order if z in defaults}
-    if not subnets:
-        raise BakeryError(
-            f"the default VPC {vpc} has no default subnet in {', '.join(order)}: pass --subnet ID"
-        )
-    return Plan(vpc, subnets, image.verify.instance_types, cidr)
+    where = network.placement(ec2, choice, image.verify.availability_zones, image)
+    return Plan(
+        where.vpc_id,
+        where.subnets,
+        image.verify.instance_types,
+        None if choice.network.session_manager else cidr,
+        where.security_group_ids,
+        choice.network.session_manager,
+    )
 
 
 # --- what one run creates ---------------------------------------------------------------------
@@ -147,6 +105,7 @@ class Created:
     run_id: str
     group_id: str | None = None
     key_name: str | None = None
+    profile: str | None = None  # an instance profile made for the run
     instance_ids: list[str] = field(default_factory=list)
     in_flight: bool = False  # a RunInstances call was under way: its answer may be lost
 
@@ -179,19 +138,34 @@ def _launch_client(region: str) -> Any:
     return runner
 
 
-def block_devices(ami: dict[str, Any]) -> list[dict[str, Any]]:
-    """The AMI's EBS volumes, encrypted (the account's default key unless the snapshot has one)
-    and deleted with the instance."""
+def block_devices(
+    ami: dict[str, Any], initialization_rate: int | None = None
+) -> list[dict[str, Any]]:
+    """The AMI's EBS volumes, encrypted (the account's default key unless the snapshot has one),
+    deleted with the instance, and initialized from their snapshots at `initialization_rate`
+    MiB/s when one is set (as the fleet's launch template does), else lazily."""
     keep = ("SnapshotId", "VolumeSize", "VolumeType", "Iops", "Throughput")
+    rate = {"VolumeInitializationRate": initialization_rate} if initialization_rate else {}
     return [
         {
             "DeviceName": m["DeviceName"],
             "Ebs": {k: m["Ebs"][k] for k in keep if k in m["Ebs"]}
-            | {"Encrypted": True, "DeleteOnTermination": True},
+            | {"Encrypted": True, "DeleteOnTermination": True}
+            | (rate if "SnapshotId" in m["Ebs"] else {}),
         }
         for m in ami.get("BlockDeviceMappings", [])
         if m.get("Ebs")
     ]
+
+
+@dataclass(frozen=True)
+class Boot:
+    """How the instance boots: as a fleet instance does (its user-data, its volume
+    initialization rate), with the run's instance profile when it needs one."""
+
+    user_data: str | None = None
+    initialization_rate: int | None = None
+    instance_profile: str | None = None
 
 
 def launch_params(
@@ -200,15 +174,17 @@ def launch_params(
     subnet: str,
     created: Created,
     tags: dict[str, str],
+    boot: Boot = Boot(),
+    security_group_ids: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    return {
+    params: dict[str, Any] = {
         "ImageId": ami["ImageId"],
         "InstanceType": instance_type,
         "MinCount": 1,
         "MaxCount": 1,
         "KeyName": created.key_name,
         "SubnetId": subnet,
-        "SecurityGroupIds": [created.group_id],
+        "SecurityGroupIds": list(security_group_ids) or [created.group_id],
         "InstanceMarketOptions": {
             "MarketType": "spot",
             "SpotOptions": {
@@ -217,7 +193,7 @@ def launch_params(
             },
         },
         "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
-        "BlockDeviceMappings": block_devices(ami),
+        "BlockDeviceMappings": block_devices(ami, boot.initialization_rate),
         "InstanceInitiatedShutdownBehavior": "terminate",
         "TagSpecifications": [
             catalog.tag_spec("instance", tags),
@@ -225,6 +201,11 @@ def launch_params(
             catalog.tag_spec("spot-instances-request", tags),
         ],
     }
+    if boot.user_data is not None:
+        params["UserData"] = boot.user_data  # boto3 base64-encodes it
+    if boot.instance_profile:
+        params["IamInstanceProfile"] = {"Name": boot.instance_profile}
+    return params
 
 
 def _capacity(e: botocore.exceptions.ClientError) -> bool:
@@ -234,10 +215,11 @@ def _capacity(e: botocore.exceptions.ClientError) -> bool:
 
 def _run_instances(runner: Any, params: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
     """One launch: (answer, "") or (None, the capacity or quota error's code); throttling is
-    waited out; any other error is raised."""
+    waited out, and so is a new instance profile EC2 does not see yet; any other error is
+    raised."""
     for pause in (2, 4, 8, 0):
         try:
-            return runner.run_instances(**params), ""
+            return instanceprofile.wait_usable(lambda: runner.run_instances(**params)), ""
         except botocore.exceptions.ClientError as e:
             code = aws.error_code(e)
             if code in THROTTLE_CODES and pause:
@@ -249,6 +231,17 @@ def _run_instances(runner: Any, params: dict[str, Any]) -> tuple[dict[str, Any] 
     raise AssertionError("unreachable: the last pause raises or returns")
 
 
+def _refused(
+    e: botocore.exceptions.ClientError, instance_type: str, zone: str, subnet: str
+) -> BakeryError:
+    if aws.error_code(e).startswith("InvalidSubnet"):
+        return BakeryError(
+            f"EC2 refused subnet {subnet} ({zone}) for {instance_type}: {aws.describe(e)}; pass"
+            " --subnet (or set verify.subnet) to a subnet of this region that exists"
+        )
+    return BakeryError(f"cannot launch {instance_type} in {zone}: {aws.describe(e)}")
+
+
 def launch_with_fallback(
     ec2: Any,
     ami: dict[str, Any],
@@ -256,46 +249,84 @@ def launch_with_fallback(
     created: Created,
     tags: dict[str, str],
     say: Say,
+    boot: Boot = Boot(),
 ) -> Launched:
-    """The first type x zone with spot capacity, in the definition's order of preference."""
-    runner = _launch_client(ec2.meta.region_name)
+    """The first type x zone with spot capacity, in the definition's order of preference.
+    A type refused for its vCPU quota skips the others that share the quota."""
+    region = ec2.meta.region_name
+    runner = _launch_client(region)
     tried: dict[str, dict[str, list[str]]] = {}  # type -> error code -> zones
+    exhausted: dict[str, str] = {}  # quota name -> the line that says how to raise it
     for instance_type in plan_.instance_types:
+        quota = quotas.spot_quota(instance_type)
+        if quota.name in exhausted:
+            tried.setdefault(instance_type, {})["skipped: same quota"] = []
+            say(
+                f"verify: skipping {instance_type}: it draws on the same exhausted quota ({quota.name})"
+            )
+            continue
         for zone, subnet in plan_.subnets.items():
-            params = launch_params(ami, instance_type, subnet, created, tags)
+            params = launch_params(
+                ami, instance_type, subnet, created, tags, boot, plan_.security_group_ids
+            )
             params["ClientToken"] = f"{created.run_id}-{instance_type}-{zone}"[:64]
             created.in_flight = True
             try:
                 answer, code = _run_instances(runner, params)
             except botocore.exceptions.ClientError as e:
                 created.in_flight = False  # refused: nothing was launched
-                raise BakeryError(
-                    f"cannot launch {instance_type} in {zone}: {aws.describe(e)}"
-                ) from None
+                raise _refused(e, instance_type, zone, subnet) from None
             created.in_flight = False
             if answer is not None:
                 instance = answer["Instances"][0]
                 created.instance_ids.append(instance["InstanceId"])
                 say(
                     f"verify: launched spot {instance_type} {instance['InstanceId']} in {zone}"
-                    f" from {ami['ImageId']} (IMDSv2 required, encrypted volumes)"
+                    f" from {ami['ImageId']} (IMDSv2 required, encrypted volumes"
+                    + (
+                        f", initialized at {boot.initialization_rate} MiB/s"
+                        if boot.initialization_rate
+                        else ""
+                    )
+                    + ")"
                 )
                 return Launched(instance["InstanceId"], instance_type, zone)
             if code in QUOTA_CODES:
                 tried.setdefault(instance_type, {})[code] = ["every zone"]
-                say(
-                    f"verify: {instance_type}: {code}, a regional limit that every zone would"
-                    " answer alike; trying the next type"
-                )
+                if code in quotas.CODES:
+                    exhausted[quota.name] = quotas.explain(code, instance_type, region)
+                    say(f"verify: {exhausted[quota.name]}; trying a type under another quota")
+                else:
+                    say(
+                        f"verify: {instance_type}: {code}, a regional limit that every zone would"
+                        " answer alike; trying the next type"
+                    )
                 break
             tried.setdefault(instance_type, {}).setdefault(code, []).append(zone)
-            say(f"verify: no spot capacity for {instance_type} in {zone} ({code}); trying the next")
+            if code == "Unsupported":
+                say(
+                    f"verify: {instance_type} is not offered in {zone} (Unsupported); trying the next"
+                )
+            else:
+                say(
+                    f"verify: no spot capacity for {instance_type} in {zone} ({code}); trying the next"
+                )
+    quota_only = all(
+        set(codes) <= {*quotas.CODES, "skipped: same quota"} for codes in tried.values()
+    )
+    if exhausted and quota_only:
+        # Every type waits on a quota: that, not capacity, is what to fix.
+        raise BakeryError("no verify instance type can launch: " + "; ".join(exhausted.values()))
     detail = "; ".join(
-        f"{t}: " + ", ".join(f"{code} in {' '.join(zones)}" for code, zones in codes.items())
+        f"{t}: "
+        + ", ".join(
+            f"{code} in {' '.join(zones)}" if zones else code for code, zones in codes.items()
+        )
         for t, codes in tried.items()
     )
+    advice = "".join(f"; {line}" for line in exhausted.values())
     raise BakeryError(
-        f"no spot capacity for any verify instance type in {ec2.meta.region_name} ({detail})"
+        f"no spot capacity for any verify instance type in {region} ({detail}){advice}"
     )
 
 

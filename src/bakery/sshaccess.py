@@ -1,8 +1,10 @@
 """Short-lived SSH access to the verify instance, and the reach of a --host.
 
-A run's access is a security group that admits SSH from the runner's address only, a
-temporary ed25519 key pair, and an ssh_config whose known_hosts is pinned from the host keys
-the instance printed on its console. All of it is removed with the run.
+A run's access is a security group that admits SSH from the runner's address only (or, with
+Session Manager, nothing at all: ssh goes through `aws ssm start-session` with the
+AWS-StartSSHSession document as its ProxyCommand), a temporary ed25519 key pair, and an
+ssh_config whose known_hosts is pinned from the host keys the instance printed on its console.
+All of it is removed with the run.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import botocore.exceptions
 import requests
 
-from . import TOOL, catalog
+from . import TOOL, aws, catalog
 from .config import ImageDef
 from .errors import BakeryError
 from .spot import Created, Launched, Plan
@@ -37,6 +39,8 @@ CHECKIP_URL = "https://checkip.amazonaws.com"
 LOCAL_CIDR = "127.0.0.1/32"
 WIDEST_SSH_PREFIX = 16
 HOST_SCHEMES = ("ssh", "safe-ssh", "paramiko", "local")
+SSH_SESSION_DOCUMENT = "AWS-StartSSHSession"
+SSM_TOOLS = ("aws", "session-manager-plugin")
 
 
 # --- who may connect --------------------------------------------------------------------------
@@ -97,6 +101,7 @@ class Access:
     user: str
     directory: Path
     port: int = 22
+    proxy_command: str | None = None  # Session Manager: the instance is named by its ID
 
     @property
     def key(self) -> Path:
@@ -125,7 +130,8 @@ class Access:
             "# gpu-ami-bakery verify: one run's SSH settings; removed with the run\n"
             "Host *\n"
             f"  Port {self.port}\n"
-            f"  IdentityFile {q(self.key)}\n"
+            + (f"  ProxyCommand {self.proxy_command}\n" if self.proxy_command else "")
+            + f"  IdentityFile {q(self.key)}\n"
             "  IdentitiesOnly yes\n"
             f"  UserKnownHostsFile {q(self.known_hosts)}\n"
             "  GlobalKnownHostsFile /dev/null\n"
@@ -134,12 +140,28 @@ class Access:
             "  UpdateHostKeys no\n"
             "  BatchMode yes\n"
             "  PasswordAuthentication no\n"
-            "  ConnectTimeout 10\n"
+            f"  ConnectTimeout {30 if self.proxy_command else 10}\n"
             "  ServerAliveInterval 15\n"
             "  ServerAliveCountMax 4\n"
             f"  ControlPath {q(self.directory / '%C')}\n"
             "  LogLevel ERROR\n"
         )
+
+
+def session_manager_proxy(region: str) -> str:
+    """ssh's ProxyCommand through Session Manager (the AWS CLI and its plugin must be there)."""
+    missing = [t for t in SSM_TOOLS if not shutil.which(t)]
+    if missing:
+        raise BakeryError(
+            f'verify with communicator = "session_manager" reaches the instance through the AWS'
+            f" CLI and its Session Manager plugin, and {' and '.join(missing)} is not on PATH:"
+            " install them (docs.aws.amazon.com/systems-manager: install the Session Manager plugin)"
+        )
+    aws_cli = shutil.which("aws")
+    return (
+        f"{aws_cli} ssm start-session --region {region} --target %h"
+        f" --document-name {SSH_SESSION_DOCUMENT} --parameters portNumber=%p"
+    )
 
 
 def create_access(
@@ -152,26 +174,42 @@ def create_access(
     say: Say,
 ) -> None:
     name = f"bakery-verify-{created.run_id}"
-    group = ec2.create_security_group(
-        GroupName=name,
-        Description=f"{TOOL} verify {image.name}: SSH from the runner only (run {created.run_id})",
-        VpcId=plan_.vpc_id,
-        TagSpecifications=[catalog.tag_spec("security-group", tags)],
-    )
-    created.group_id = group["GroupId"]
-    ec2.authorize_security_group_ingress(
-        GroupId=created.group_id,
-        IpPermissions=[
-            {
-                "IpProtocol": "tcp",
-                "FromPort": 22,
-                "ToPort": 22,
-                "IpRanges": [{"CidrIp": plan_.cidr, "Description": "SSH from the verify runner"}],
-            }
-        ],
-        TagSpecifications=[catalog.tag_spec("security-group-rule", tags)],
-    )
-    say(f"verify: security group {created.group_id} admits tcp/22 from {plan_.cidr} only")
+    if plan_.security_group_ids:
+        say(
+            f"verify: using your security groups {', '.join(plan_.security_group_ids)} (they decide"
+            " who reaches the instance); none is made for the run"
+        )
+    else:
+        what = (
+            "nothing inbound: Session Manager needs no open port"
+            if plan_.session_manager
+            else "SSH from the runner only"
+        )
+        group = ec2.create_security_group(
+            GroupName=name,
+            Description=f"{TOOL} verify {image.name}: {what} (run {created.run_id})",
+            VpcId=plan_.vpc_id,
+            TagSpecifications=[catalog.tag_spec("security-group", tags)],
+        )
+        created.group_id = group["GroupId"]
+        if plan_.session_manager or plan_.cidr is None:
+            say(f"verify: security group {created.group_id} admits nothing (Session Manager)")
+        else:
+            ec2.authorize_security_group_ingress(
+                GroupId=created.group_id,
+                IpPermissions=[
+                    {
+                        "IpProtocol": "tcp",
+                        "FromPort": 22,
+                        "ToPort": 22,
+                        "IpRanges": [
+                            {"CidrIp": plan_.cidr, "Description": "SSH from the verify runner"}
+                        ],
+                    }
+                ],
+                TagSpecifications=[catalog.tag_spec("security-group-rule", tags)],
+            )
+            say(f"verify: security group {created.group_id} admits tcp/22 from {plan_.cidr} only")
     pair = ec2.create_key_pair(
         KeyName=name, KeyType="ed25519", TagSpecifications=[catalog.tag_spec("key-pair", tags)]
     )
@@ -226,13 +264,46 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
+def host_name(launched: Launched, access: Access) -> str:
+    """What ssh connects to: the instance ID through Session Manager, else its address."""
+    return launched.instance_id if access.proxy_command else launched.address
+
+
+def _wait_registered(launched: Launched, started: float, say: Say) -> None:
+    """Session Manager can open a session once the instance's SSM agent is online."""
+    ssm = aws.client("ssm")
+    status = "not registered"
+    while True:
+        try:
+            found = ssm.describe_instance_information(
+                Filters=[{"Key": "InstanceIds", "Values": [launched.instance_id]}]
+            )["InstanceInformationList"]
+        except botocore.exceptions.ClientError as e:
+            raise BakeryError(
+                f"cannot ask Systems Manager about {launched.instance_id}: {aws.describe(e)}"
+            ) from None
+        status = found[0].get("PingStatus", "unknown") if found else "not registered"
+        if status == "Online":
+            say(f"verify: {launched.instance_id} is online in Systems Manager")
+            return
+        if time.monotonic() - started > SSH_PATIENCE_S:
+            raise BakeryError(
+                f"{launched.instance_id} is {status} in Systems Manager after"
+                f" {duration(SSH_PATIENCE_S)}: its subnet needs a route to the SSM endpoints (a NAT"
+                " gateway, or VPC endpoints for ssm, ssmmessages and ec2messages)"
+            )
+        time.sleep(POLL_S)
+
+
 def reach_over_ssh(ec2: Any, launched: Launched, access: Access, say: Say) -> None:
     """The SSH port answers, the run's key is accepted by the host whose keys the instance
     printed on its console (else trusted on first use, then checked against the console),
     and cloud-init has finished. Afterwards the ssh_config accepts only the pinned host key."""
-    address, started = launched.address, time.monotonic()
+    address, started = host_name(launched, access), time.monotonic()
     last = ""
-    while True:
+    if access.proxy_command:
+        _wait_registered(launched, started, say)
+    while not access.proxy_command:
         try:
             socket.create_connection((address, access.port), timeout=5).close()
             break
@@ -280,9 +351,12 @@ def reach_over_ssh(ec2: Any, launched: Launched, access: Access, say: Say) -> No
             f"verify: cloud-init finished with recoverable errors ({_last_line(result.stdout)}); testing anyway"
         )
     elif result.returncode != 0:
-        raise BakeryError(
-            f"cloud-init on {launched.instance_id} ended in error (exit {result.returncode}):"
-            f" {_last_line(result.stdout + result.stderr) or 'no output'}"
+        # The fleet's user-data runs in cloud-init: its failure is the image's, and the image
+        # tests (the fleet boot, the UI) say what failed. They judge; this only says so.
+        say(
+            f"verify: cloud-init on {launched.instance_id} ended in error (exit {result.returncode}:"
+            f" {_last_line(result.stdout + result.stderr) or 'no output'}); the image tests judge"
+            " the boot"
         )
     if not pinned:
         printed = set(_console_keys(ec2, launched.instance_id))

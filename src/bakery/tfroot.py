@@ -52,9 +52,10 @@ VARIABLES: dict[str, str] = {
     "ui_ingress_cidrs": "list(string)",
     "ui_public_ingress": "bool",
     "root_volume_size": "number",
+    "volume_initialization_rate": "number",
     "tags": "map(string)",
 }
-NULLABLE = ("models", "root_volume_size")
+NULLABLE = ("models", "root_volume_size", "volume_initialization_rate")
 
 BUCKET_ENV = "BAKERY_TF_BACKEND_BUCKET"
 KEY_PREFIX_ENV = "BAKERY_TF_BACKEND_KEY_PREFIX"

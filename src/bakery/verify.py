@@ -1,9 +1,12 @@
 """invoke verify: the spot GPU instance the image tests run on: launch, reach, test, always end.
 
-One run creates a security group (SSH from the runner's address only), a temporary key pair
-and one spot instance, all tagged with the tool's tags, the run's id and an expiry time. Every
-way out (passed, failed, error, timeout, Ctrl-C, SIGTERM) ends the instance and removes the
-rest by ID, then sweeps the run id for anything else; what still escapes, `gc` finds by tag.
+One run creates a security group (SSH from the runner's address only; with Session Manager,
+nothing inbound; none when the definition or --security-group names groups), a temporary key
+pair, with Session Manager an instance profile, and one spot instance that boots as a fleet
+instance does (the fleet's user-data, its volume initialization rate), all tagged with the
+tool's tags, the run's id and an expiry time. Every way out (passed, failed, error, timeout,
+Ctrl-C, SIGTERM) ends the instance and removes the rest by ID, then sweeps the run id for
+anything else; what still escapes, `gc` finds by tag.
 
 The AMI is marked only from the suite's JUnit report, and only after a real host was tested:
 passed when every check ran and passed, failed (with the first failing check) otherwise.
@@ -14,6 +17,7 @@ Launching with fallback is spot.py's; the SSH access and --host's reach are ssha
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -28,7 +32,7 @@ from typing import Any
 
 import botocore.exceptions
 
-from . import TOOL, aws, catalog, cleanup, local
+from . import TOOL, aws, catalog, cleanup, config, instanceprofile, local, network, userdata
 from . import expectations as expect
 from .bake import new_build_id
 from .config import ImageDef
@@ -36,6 +40,7 @@ from .errors import BakeryError, Interrupted, SpotInterrupted
 from .expectations import Verdict
 from .interrupts import TimedOut, shielded, sigterm_as_interrupt, watchdog
 from .spot import (
+    Boot,
     Created,
     Launched,
     Plan,
@@ -51,9 +56,11 @@ from .sshaccess import (
     check_reachable,
     close_master,
     create_access,
+    host_name,
     parse_host,
     reach_over_ssh,
     runner_cidr,
+    session_manager_proxy,
     ssh_network,
 )
 from .sshaccess import console_host_keys as console_host_keys  # re-exported: tests use verify.NAME
@@ -66,9 +73,10 @@ DEFAULT_TIMEOUT_MIN = 45
 TERMINATE_PATIENCE_S = 10 * 60
 TTL_GRACE_S = 30 * 60  # bakery:expires-at = start + --timeout + this
 AMI_ID_RE = re.compile(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$")
-SUBNET_ID_RE = re.compile(r"^subnet-([0-9a-f]{8}|[0-9a-f]{17})$")
 
-VERIFIED_AT, VERIFY_GPU, VERIFY_TIMINGS, VERIFY_REPORT, VERIFY_FAILURE = catalog.VERIFY_TAGS
+VERIFIED_AT, VERIFY_GPU, VERIFY_TIMINGS, VERIFY_REPORT, VERIFY_FAILURE, VERIFY_COLD_LOAD = (
+    catalog.VERIFY_TAGS
+)
 
 
 # --- options ------------------------------------------------------------------------------
@@ -78,8 +86,9 @@ VERIFIED_AT, VERIFY_GPU, VERIFY_TIMINGS, VERIFY_REPORT, VERIFY_FAILURE = catalog
 class Options:
     ami_id: str | None = None
     timeout_s: float = DEFAULT_TIMEOUT_MIN * 60
-    subnet: str | None = None
+    subnet: str | None = None  # a subnet ID or tag:KEY=VALUE, over the definition's
     ssh_cidr: str | None = None
+    security_groups: tuple[str, ...] = ()  # over the definition's
 
 
 def check_ami_id(ami_id: str | None) -> str | None:
@@ -187,11 +196,13 @@ def clean(ec2: Any, created: Created, directory: Path | None, say: Say) -> Clean
     with shielded(say, note):
         if directory:
             shutil.rmtree(directory, ignore_errors=True)  # the private key first: it is local
-        if not (created.group_id or created.key_name or created.instance_ids):
+        if not (created.group_id or created.key_name or created.instance_ids or created.profile):
             return done
         say(f"verify: ending what run {created.run_id} created")
+        renewed = False
 
         def attempt(what: str, call: Callable[[], Any], retry: str = "") -> None:
+            nonlocal ec2, renewed
             for _ in range(12):
                 try:
                     call()
@@ -200,6 +211,11 @@ def clean(ec2: Any, created: Created, directory: Path | None, say: Say) -> Clean
                 except botocore.exceptions.ClientError as e:
                     if aws.error_code(e).endswith("NotFound"):
                         return
+                    if aws.expired(e) and not renewed:
+                        # The clean-up must still happen: once, with credentials read afresh.
+                        say(f"clean-up: {aws.describe(e)}; reading the credentials again")
+                        ec2, renewed = aws.refreshed(ec2), True
+                        continue
                     if aws.error_code(e) != retry:
                         say(
                             f"clean-up: could not remove {what}: {aws.describe(e)} (invoke gc will retry)"
@@ -234,6 +250,12 @@ def clean(ec2: Any, created: Created, directory: Path | None, say: Say) -> Clean
                 lambda: ec2.delete_security_group(GroupId=group),
                 retry="DependencyViolation",  # the ended instance's interface lingers a little
             )
+        if created.profile:
+            removed, left = instanceprofile.delete(
+                aws.client("iam"), created.profile, lambda line: say(f"clean-up: {line}")
+            )
+            done.removed += removed
+            done.left += left
         try:
             if created.in_flight:  # its instance, if any, may not show by tag at once
                 say("clean-up: a launch was under way; looking for its instance by the run id")
@@ -262,6 +284,7 @@ class Result:
     boot: dict[str, float] = field(default_factory=dict)  # seconds after launch
     cleaned: Cleaned | None = None
     host: str | None = None
+    initialization_rate: int | None = None  # MiB/s the volume was initialized at; None: lazily
 
 
 def _now() -> str:
@@ -275,6 +298,11 @@ def marks(result: Result) -> tuple[bool, dict[str, str]]:
     gpu = result.timings.get("gpu_name") or (launched.gpu if launched else None) or "unknown GPU"
     where = f"{launched.instance_type} {gpu}" if launched else str(gpu)
     common = {VERIFY_GPU: expect.clip(where), VERIFY_REPORT: v.sha256}
+    cold = result.timings.get("cold_load_s")
+    if isinstance(cold, int | float) and not isinstance(cold, bool):
+        rate = result.initialization_rate
+        how = f"volume initialized at {rate} MiB/s" if rate else "volume loaded lazily"
+        common[VERIFY_COLD_LOAD] = f"{cold:.0f}s from boot to models loaded, {how}"
     if v.passed:
         line = expect.compact_timings(result.timings, ssh=result.boot.get("ready"))
         return True, common | {VERIFIED_AT: _now(), VERIFY_TIMINGS: expect.clip(line)}
@@ -289,6 +317,7 @@ def verify(
     say: Say = print,
     reach: Reach = reach_over_ssh,
     run_suite: expect.RunSuite = expect.run_pytest,
+    ssm_proxy: Callable[[str], str] = session_manager_proxy,
 ) -> Result:
     """Verify one AMI of the image on a spot GPU instance (see the module's docstring).
 
@@ -311,9 +340,32 @@ def verify(
                     " export AWS_ENDPOINT_URL=http://127.0.0.1:5000, bake into it with --local, then verify --local"
                 ) from None
             raise
-        cidr = runner_cidr(options.ssh_cidr, use_emulator, say)
-        where = plan(ec2, image, options.subnet, cidr)
-        return _run(ec2, image, ami, where, options, use_emulator, say, reach, run_suite)
+        choice = network.choose(image, "verify", options.subnet, options.security_groups)
+        via_ssm = choice.network.session_manager
+        if via_ssm and options.ssh_cidr:
+            raise BakeryError(
+                '--ssh-cidr applies only with communicator = "ssh": through Session Manager'
+                " nothing is admitted inbound"
+            )
+        proxy = ssm_proxy(ec2.meta.region_name) if via_ssm and not use_emulator else None
+        cidr = None if via_ssm else runner_cidr(options.ssh_cidr, use_emulator, say)
+        where = plan(ec2, image, choice, cidr)
+        boot = _boot(image, choice.network)
+        return _run(
+            ec2, image, ami, where, options, use_emulator, say, reach, run_suite, boot, proxy
+        )
+
+
+def _boot(image: ImageDef, net: config.Network) -> Boot:
+    """As a fleet instance boots: the fleet's user-data (so the UI starts and the models load
+    as they do there) and its volume initialization rate; a named instance profile, checked."""
+    profile = None
+    if net.instance_profile:
+        iam = aws.client("iam")
+        profile = instanceprofile.check_named(
+            iam, net.instance_profile, "verify.instance_profile"
+        ).name
+    return Boot(userdata.render(image), image.launch.volume_initialization_rate, profile)
 
 
 def _tags(image: ImageDef, ami: dict[str, Any], run_id: str, expires: str) -> dict[str, str]:
@@ -334,16 +386,19 @@ def _run(
     say: Say,
     reach: Reach,
     run_suite: expect.RunSuite,
+    boot: Boot,
+    proxy: str | None,
 ) -> Result:
     ami_id = ami["ImageId"]
     result = Result(image.name, ami_id, ec2.meta.region_name, use_emulator)
+    result.initialization_rate = boot.initialization_rate
     paths = expect.paths_for(image).fresh()
     created = Created(new_build_id())
     deadline = time.monotonic() + options.timeout_s
     expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=options.timeout_s + TTL_GRACE_S)
     tags = _tags(image, ami, created.run_id, expires.strftime("%Y-%m-%dT%H:%M:%SZ"))
     directory = Path(tempfile.mkdtemp(prefix="bakery-verify-"))
-    access = Access(image.base.ssh_username, directory)
+    access = Access(image.base.ssh_username, directory, proxy_command=proxy)
     say(
         f"verify: {image.name}: {ami_id} ({ami.get('Name', 'unnamed')}) in {result.region},"
         f" run {created.run_id}, timeout {duration(options.timeout_s)}"
@@ -355,12 +410,19 @@ def _run(
             returncode = -1
             with watchdog(options.timeout_s):
                 create_access(ec2, image, where, created, access, tags, say)
+                if where.session_manager and not boot.instance_profile:
+                    phase = "making the instance profile"
+                    boot = _with_run_profile(boot, created, tags, say)
                 phase = "launching"
                 launched = result.launched = launch_with_fallback(
-                    ec2, ami, where, created, tags, say
+                    ec2, ami, where, created, tags, say, boot
                 )
                 t0 = time.monotonic()
-                expect.write(paths.expect, expect.expectations(image, ami, gpu_name=launched.gpu))
+                # It boots with the fleet's user-data (Boot.user_data): the boot checks apply.
+                expectations = expect.expectations(
+                    image, ami, gpu_name=launched.gpu, booted_with_user_data=True
+                )
+                expect.write(paths.expect, expectations)
                 phase = f"waiting for {launched.instance_id} to run and pass its status checks"
                 wait_running(ec2, launched, say)
                 result.boot["status_ok"] = time.monotonic() - t0
@@ -368,7 +430,7 @@ def _run(
                     phase = f"waiting for SSH and cloud-init on {launched.instance_id}"
                     reach(ec2, launched, access, say)
                     result.boot["ready"] = time.monotonic() - t0
-                    result.host = access.url(launched.address)
+                    result.host = access.url(host_name(launched, access))
                     phase = "running the image tests"
                     say(
                         f"verify: running the image tests: pytest {expect.SUITE.relative_to(expect.REPO)} --hosts={result.host}"
@@ -377,7 +439,7 @@ def _run(
                         result.host, paths, ssh_config=access.ssh_config, identity=access.key
                     )
                     returncode = run_suite(command, max(deadline - time.monotonic(), 1))
-                    close_master(access, launched.address)
+                    close_master(access, host_name(launched, access))
             if not use_emulator:
                 phase = "judging the report"
                 result.verdict = expect.judge(paths, returncode)
@@ -409,6 +471,11 @@ def _run(
         )
     if isinstance(failure, KeyboardInterrupt):
         raise Interrupted(f"verify of {image.name} interrupted while {phase}; {ended}")
+    if aws.expired(failure or Exception()):
+        raise BakeryError(
+            f"the AWS credentials expired while {phase} ({aws.describe(failure)}); {ended}:"
+            " renew them (a longer session, or a role the SDK refreshes) and verify again"
+        )
     if failure is not None:
         raise failure
     summary(result, paths, say)
@@ -423,6 +490,14 @@ def _run(
             f" (tagged {catalog.VERIFICATION}={catalog.FAILED})"
         )
     return result
+
+
+def _with_run_profile(boot: Boot, created: Created, tags: dict[str, str], say: Say) -> Boot:
+    document = instanceprofile.policy(session_manager=True, s3_urls=[])
+    assert document is not None
+    iam = aws.client("iam")
+    created.profile = instanceprofile.create(iam, created.run_id, tags, document, say).name
+    return dataclasses.replace(boot, instance_profile=created.profile)
 
 
 def _still_there(ec2: Any, launched: Launched | None) -> None:
@@ -587,6 +662,7 @@ def main(
     ssh_cidr: str | None = None,
     gpu: str | None = None,
     ssh_key: str | None = None,
+    security_groups: tuple[str, ...] = (),
     say: Say = print,
 ) -> Result:
     """`invoke verify`: the options checked together, then an instance run or --host."""
@@ -595,7 +671,12 @@ def main(
     if host:
         only_launch = [
             f
-            for f, v in (("--local", use_emulator), ("--subnet", subnet), ("--ssh-cidr", ssh_cidr))
+            for f, v in (
+                ("--local", use_emulator),
+                ("--subnet", subnet),
+                ("--ssh-cidr", ssh_cidr),
+                ("--security-group", security_groups),
+            )
             if v
         ]
         if only_launch:
@@ -612,9 +693,12 @@ def main(
             f"{' and '.join(only_host)} {_apply(only_host)} only with --host (a launched instance's GPU follows"
             " from its type, and its key is made for the run)"
         )
-    if subnet and not SUBNET_ID_RE.match(subnet):
-        raise BakeryError(
-            f"--subnet {subnet!r} is not a subnet ID (subnet- and 8 or 17 hex digits)"
-        )
-    options = Options(ami, timeout_s, subnet, ssh_network(ssh_cidr) if ssh_cidr else None)
+    network.choose(image, "verify", subnet, tuple(security_groups))  # the syntax, before AWS
+    options = Options(
+        ami,
+        timeout_s,
+        subnet,
+        ssh_network(ssh_cidr) if ssh_cidr else None,
+        tuple(security_groups),
+    )
     return verify(image, options, use_emulator=use_emulator, say=say)

@@ -18,10 +18,11 @@ import image_probe as probe
 import pytest
 import testinfra
 
-TIMING_KEYS = ("boot_to_ollama_ready_s", "ttft_s", "tokens_per_s", "gpu_name")
+TIMING_KEYS = ("boot_to_ollama_ready_s", "cold_load_s", "ttft_s", "tokens_per_s", "gpu_name")
 # Which test measures which timing: when it does not pass, the timings file says why.
 TIMING_SOURCES = {
     "test_ollama_ready_after_boot": ("boot_to_ollama_ready_s",),
+    "test_user_data_ready": ("cold_load_s",),
     "test_generation_answers_within_budget": ("ttft_s", "tokens_per_s"),
     "test_nvidia_smi_answers": ("gpu_name",),
 }
@@ -72,7 +73,9 @@ def load_expectations(path: str) -> dict[str, Any]:
         raise pytest.UsageError(f"--expect {path}: must hold a JSON object")
     _need(data, "image", str)
     if _need(data, "nvidia", dict, nullable=True) is not None:  # null: a CPU image
-        _need(data, "nvidia.driver_branch", str)
+        _need(data, "nvidia.driver_version", str, nullable=True)
+        _need(data, "nvidia.driver_branch", str, nullable=True)
+        _need(data, "nvidia.min_driver_branch", str, nullable=True)
         _need(data, "nvidia.gpu_name", str, nullable=True)
         _need(data, "nvidia.min_gpu_memory_gib", (int, float))
     _need(data, "ollama.version", str)

@@ -415,15 +415,18 @@ class Readiness:
     waited_s: int
 
 
-def wait_for_ollama(host: Any, address: str, wait_s: int) -> Readiness:
-    r = host.run(
-        "sh -c %s _ %s %s", READY_SCRIPT, f"http://{url_host(address)}/api/version", str(wait_s)
-    )
+def wait_for_http(host: Any, url: str, wait_s: int) -> Readiness:
+    """Polls url on the host each second until anything answers over HTTP."""
+    r = host.run("sh -c %s _ %s %s", READY_SCRIPT, url, str(wait_s))
     fields = dict(line.split(" ", 1) for line in r.stdout.splitlines() if " " in line)
     polls = fields.get("answered_after_failed_polls", "none")
     if polls == "none":
         return Readiness(False, wait_s, None, wait_s)
     return Readiness(True, int(polls), float(fields["uptime"]), wait_s)
+
+
+def wait_for_ollama(host: Any, address: str, wait_s: int) -> Readiness:
+    return wait_for_http(host, f"http://{url_host(address)}/api/version", wait_s)
 
 
 def ollama_pids(comms: dict[int, str]) -> list[int]:
@@ -456,6 +459,9 @@ echo "END $EPOCHREALTIME"
 @dataclass
 class Generation:
     model: str
+    loaded_before: bool | None = None  # in /api/ps before the generation (None: unknown)
+    load_s: float | None = None  # the load this probe made first, when it was not loaded
+    load_error: str = ""
     rc: int = -1
     error: str = ""
     text: str = ""
@@ -517,6 +523,39 @@ def _float(text: str) -> float | None:
         return None
 
 
+def loaded_models(host: Any, address: str) -> tuple[set[str] | None, str]:
+    """The models in GPU/CPU memory (/api/ps), or None and why it could not be asked."""
+    ps = curl(host, f"http://{url_host(address)}/api/ps")
+    if not ps.ok:
+        return None, ps.describe()
+    names = set()
+    for entry in ps.json().get("models") or []:
+        names |= {model_key(entry.get("name", "")), model_key(entry.get("model", ""))}
+    return names, ""
+
+
+# A model's first load reads gigabytes from a volume that may be fresh from its snapshot.
+LOAD_WAIT_S = 900
+
+
+def load(host: Any, address: str, model: str) -> tuple[float | None, str]:
+    """Load a model without generating (a generate request with no prompt): (seconds, error)."""
+    body = {"model": model}
+    r = host.run(
+        "bash -c %s _ %s %s %s",
+        'start=$EPOCHREALTIME; curl -sS --fail-with-body --max-time "$3" -H "Content-Type:'
+        ' application/json" -d "$1" "$2" >/dev/null || exit $?; echo "LOADED $start $EPOCHREALTIME"',
+        json.dumps(body),
+        f"http://{url_host(address)}/api/generate",
+        str(LOAD_WAIT_S),
+    )
+    fields = r.stdout.split()
+    if r.rc != 0 or len(fields) != 3:
+        return None, f"loading {model} failed (exit {r.rc}): {output(r)[:300]}"
+    start, end = _float(fields[1]), _float(fields[2])
+    return (end - start if start is not None and end is not None else None), ""
+
+
 def generate(host: Any, address: str, model: str, timeout_s: int) -> Generation:
     body = {
         "model": model,
@@ -525,11 +564,16 @@ def generate(host: Any, address: str, model: str, timeout_s: int) -> Generation:
         "options": {"num_predict": 200, "temperature": 0, "seed": 42},
     }
     url = f"http://{url_host(address)}/api/generate"
+    # The budget is for a loaded model: a model not loaded yet is loaded first, timed apart.
+    loaded, why = loaded_models(host, address)
+    before = None if loaded is None else model_key(model) in loaded
+    load_s, load_error = (None, "") if before in (True, None) else load(host, address, model)
     # curl gets a little more than the budget, so an overrun is measured, not cut short.
     r = host.run(
         "bash -c %s _ %s %s %s", GENERATE_SCRIPT, json.dumps(body), url, str(timeout_s + 30)
     )
     g = parse_generation(model, r.stdout)
+    g.loaded_before, g.load_s, g.load_error = before, load_s, load_error or why
     if r.rc != 0 and not g.error:
         g.error = output(r)[:500]
     if g.rc not in (0, -1) and not g.error:

@@ -29,14 +29,22 @@ if ! "$python" -c 'import pytest, testinfra' 2>"$out/import-error.txt"; then
 fi
 rm -f "$out/import-error.txt"
 
-# Expectations for this machine: the image's pins, with the GPU it has; digests and the UI
-# image id are unknown here (null), which the suite reports as not checked.
+# Expectations for this machine: the image's pins, with the GPU it has; digests, the UI image
+# id and the driver a bake would have recorded are unknown here (null), which the suite reports
+# as not checked (the driver is checked against the minimum branch). It did not boot with the
+# fleet's user-data: the boot checks skip saying so.
 "$python" - "$gpu_name" "$out/expect.json" <<'PY'
 import json, sys
 gpu_name, path = sys.argv[1], sys.argv[2]
 expect = {
     "image": "deepseek-r1-7b",
-    "nvidia": {"driver_branch": "580", "gpu_name": gpu_name, "min_gpu_memory_gib": 16},
+    "nvidia": {
+        "driver_version": None,
+        "driver_branch": None,
+        "min_driver_branch": "580",
+        "gpu_name": gpu_name,
+        "min_gpu_memory_gib": 16,
+    },
     "ollama": {
         "version": "0.13.1",
         "address": "127.0.0.1:11434",
@@ -45,6 +53,8 @@ expect = {
         "generation_timeout_s": 120,
     },
     "ui": {"image": "bakery/ui:baked", "id": None, "ollama_url_env": "OLLAMA_URL", "port": 3000},
+    "playbooks": [],
+    "booted_with_user_data": False,
     "min_free_disk_gib": 20,
 }
 with open(path, "w") as f:

@@ -19,12 +19,21 @@ def _booted_with_user_data(expect: dict[str, Any]) -> None:
         pytest.skip("the host was not booted with the fleet's user-data (verify --host)")
 
 
-def test_user_data_ready(root: probe.Root, expect: dict[str, Any]) -> None:
+def test_user_data_ready(root: probe.Root, expect: dict[str, Any], timings: dict[str, Any]) -> None:
+    """The user-data started the UI and loaded every model, reading the weights from a volume
+    fresh from its snapshot: the seconds from boot to then are the cold load (cold_load_s),
+    measured apart from generation."""
     r = root.run("cat %s", READY)
     assert r.rc == 0, f"no {READY}: the user-data did not finish (see journalctl -t bakery)"
     fields = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
     assert fields.get("models", "").split() == [m["name"] for m in expect["ollama"]["models"]]
     assert fields.get("ui_port") == str(expect["ui"]["port"])
+    seconds = fields.get("seconds_since_boot", "")
+    assert seconds.isdigit(), f"{READY} has no seconds_since_boot: {fields}"
+    timings["values"]["cold_load_s"] = int(seconds)
+    timings["notes"]["cold_load_source"] = (
+        f"{READY}: seconds from boot until the user-data had every model loaded"
+    )
 
 
 def test_ui_container_running(

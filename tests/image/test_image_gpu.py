@@ -40,14 +40,26 @@ def test_gpu_name(smi: probe.Smi, expect: dict[str, Any]) -> None:
     assert not wrong, f"expected a GPU whose name contains {wanted!r}; got {wrong}"
 
 
-def test_driver_branch(smi: probe.Smi, expect: dict[str, Any]) -> None:
-    branch = expect["nvidia"]["driver_branch"]
-    wrong = [
-        f"GPU {g.index}: {g.driver_version}"
-        for g in smi.require()
-        if g.driver_version.split(".")[0] != branch
-    ]
-    assert not wrong, f"expected driver branch {branch}; got {wrong}"
+def test_driver_is_the_one_baked(smi: probe.Smi, expect: dict[str, Any]) -> None:
+    """The driver the bake recorded (a base's driver moves with its releases: the DLAMI went
+    from 580 to 595), and the definition's branch: pinned (install = true) or a minimum."""
+    n = expect["nvidia"]
+    recorded, branch, minimum = n["driver_version"], n["driver_branch"], n["min_driver_branch"]
+    if recorded is None and branch is None and minimum is None:
+        pytest.skip(
+            "no driver version recorded on the AMI and no branch in the definition: the driver"
+            " version is not checked"
+        )
+    wrong = []
+    for g in smi.require():
+        major = g.driver_version.split(".")[0]
+        if recorded is not None and g.driver_version != recorded:
+            wrong.append(f"GPU {g.index}: {g.driver_version}, the bake recorded {recorded}")
+        elif branch is not None and major != branch:
+            wrong.append(f"GPU {g.index}: {g.driver_version}, not branch {branch}")
+        elif minimum is not None and not (major.isdigit() and int(major) >= int(minimum)):
+            wrong.append(f"GPU {g.index}: {g.driver_version}, older than branch {minimum}")
+    assert not wrong, f"not the driver the image was baked with: {wrong}"
 
 
 def test_gpu_memory(smi: probe.Smi, expect: dict[str, Any]) -> None:

@@ -225,11 +225,15 @@ def test_generation_answers_within_budget(
     expect: dict[str, Any],
     timings: dict[str, Any],
 ) -> None:
-    """A real streamed generation: non-empty text within generation_timeout_s. Records the
-    time to first token (host clock) and tokens/s (eval_count / eval_duration)."""
+    """A real streamed generation of a loaded model: non-empty text within
+    generation_timeout_s. A model not loaded yet is loaded first and that load timed apart
+    (load_s): the budget is not spent on reading weights. Records the time to first token (host
+    clock) and tokens/s (eval_count / eval_duration)."""
     budget = expect["ollama"]["generation_timeout_s"]
     g = ollama.generation(model["name"])
     measured = {
+        "loaded_before": g.loaded_before,
+        "load_s": _round(g.load_s, 3),
         "ttft_s": _round(g.ttft_s, 3),
         "tokens_per_s": _round(g.tokens_per_s, 2),
         "elapsed_s": _round(g.elapsed_s, 3),
@@ -243,6 +247,9 @@ def test_generation_answers_within_budget(
             timings["notes"]["ttft_s"] = "no token chunk was timed: " + (g.error or "no text")
         if g.tokens_per_s is None:
             timings["notes"]["tokens_per_s"] = "no eval_count/eval_duration in the last chunk"
+    assert not g.load_error, (
+        f"{model['name']} could not be loaded before generating: {g.load_error}"
+    )
     assert not g.error, f"generation with {model['name']} failed: {g.error}"
     assert g.done and g.text.strip(), f"{model['name']} returned no text (done={g.done})"
     assert g.elapsed_s is not None and g.elapsed_s <= budget, (

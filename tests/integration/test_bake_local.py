@@ -11,12 +11,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import boto3
 import botocore.config
 import botocore.parsers
+import network_support
 import pytest
-from cli import REPO, invoke
+from cli import REPO, invoke, one_line_error
 from tooling import modern_packer, oldest_packer, require_tool
 
 from bakery import catalog, packer, render
@@ -145,6 +147,12 @@ print("==> amazon-ebs.image: instance launched", flush=True)
 if {mode!r} == "fail":
     print("Build 'amazon-ebs.image' errored after 1 second: UnauthorizedOperation: injected", flush=True)
     sys.exit(1)
+if {mode!r} == "no-capacity":  # what Packer prints when CreateFleet finds no spot capacity
+    error = ("Error waiting for fleet request (fleet-0abc) to become ready:"
+             "There is no Spot capacity available that matches your request.")
+    print("==> amazon-ebs.image: " + error, flush=True)
+    print("Build 'amazon-ebs.image' errored after 40 seconds: " + error, flush=True)
+    sys.exit(1)
 time.sleep(120)
 """
 
@@ -191,6 +199,25 @@ def test_failed_build_leaves_nothing_and_says_what_it_cleaned(
     assert amis() == []
 
 
+def test_no_spot_capacity_in_packers_fleet_request_is_one_line(
+    emulator: str, tmp_path: Path
+) -> None:
+    result = invoke(
+        "bake",
+        "--image",
+        IMAGE,
+        "--local",
+        env={"PACKER": str(fake_packer(tmp_path, "no-capacity"))},
+    )
+    assert one_line_error(result) == (
+        "error: no spot capacity for any of build.instance_types (c6i.xlarge, c5.xlarge,"
+        " m6i.xlarge, m5.xlarge) in us-east-1 where the build runs: add types to"
+        " build.instance_types in images/deepseek-r1-7b.toml, bake in another zone with --subnet,"
+        " or bake again later"
+    )
+    assert live_resources() == {"instances": [], "groups": []}
+
+
 def test_ctrl_c_during_build_leaves_nothing(emulator: str, tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "invoke", "bake", "--image", IMAGE, "--local"],
@@ -211,3 +238,149 @@ def test_ctrl_c_during_build_leaves_nothing(emulator: str, tmp_path: Path) -> No
     assert "waiting for packer to clean up" in out
     assert "bake: removed instances i-" in out
     assert live_resources() == {"instances": [], "groups": []}
+
+
+# --- an account without a default VPC --------------------------------------------------------
+
+
+def test_no_default_vpc_and_no_subnet_is_one_line_saying_what_to_pass(emulator: str) -> None:
+    network_support.delete_default_vpc()
+    result = invoke("bake", "--image", IMAGE, "--local")
+    line = one_line_error(result)
+    assert line == (
+        "error: us-east-1 has no default VPC: pass --subnet subnet-ID or --subnet tag:KEY=VALUE (a"
+        " subnet with a route to the internet or to VPC endpoints), or set build.subnet in"
+        " images/deepseek-r1-7b.toml"
+    )
+    assert amis() == [] and live_resources() == {"instances": [], "groups": []}
+
+
+@pytest.mark.parametrize("how", ["id", "tag"])
+def test_bake_in_a_private_subnet_of_an_account_without_a_default_vpc(
+    emulator: str, how: str
+) -> None:
+    private = network_support.locked_down()
+    subnet = private.subnet_id if how == "id" else "tag:Tier=private"
+    result = invoke("bake", "--image", IMAGE, "--local", "--subnet", subnet)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (
+        f"bake: build instance in {private.subnet_id} ({private.zone}, {private.vpc_id}; --subnet)"
+        in result.stdout
+    )
+    [ami] = amis()
+    assert tags(ami)["bakery:fingerprint"]
+    # Packer's build instance ran in that subnet, and nothing of the run is left.
+    instances = [
+        i for r in boto3.client("ec2").describe_instances()["Reservations"] for i in r["Instances"]
+    ]
+    assert instances and {i["SubnetId"] for i in instances} == {private.subnet_id}
+    assert live_resources() == {"instances": [], "groups": []}
+
+
+def test_a_subnet_that_does_not_exist_is_one_line(emulator: str) -> None:
+    line = one_line_error(
+        invoke("bake", "--image", IMAGE, "--local", "--subnet", "subnet-0123456789abcdef0")
+    )
+    assert line == "error: --subnet subnet-0123456789abcdef0 does not exist in us-east-1"
+    assert amis() == []
+
+
+def test_expired_credentials_during_the_clean_up_are_read_again(
+    emulator: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The build fails after Packer launched its instance; the credentials have expired by the
+    time the sweep starts (its first DescribeInstances answers ExpiredToken): the sweep reads
+    them again and still removes everything."""
+    from botocore.awsrequest import AWSResponse
+
+    from bakery import aws, bake, config
+    from bakery.errors import BakeryError
+
+    monkeypatch.setenv("PACKER", str(fake_packer(tmp_path, "fail")))
+    seen = {"DescribeInstances": 0}
+
+    def expire_the_sweeps_first_look(model: Any, **_: Any) -> Any:
+        if model.name != "DescribeInstances":
+            return None
+        seen["DescribeInstances"] += 1
+        if seen["DescribeInstances"] != 2:  # the first is the failure's state reasons
+            return None
+        error = {
+            "Code": "ExpiredToken",
+            "Message": "The security token included in the request is expired",
+        }
+        return AWSResponse("https://ec2", 400, {}, None), {
+            "Error": error,
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        }
+
+    undo = aws.on_event("before-call.ec2", expire_the_sweeps_first_look)
+    said: list[str] = []
+    try:
+        with pytest.raises(BakeryError, match="packer build failed"):
+            bake.bake(config.load(IMAGE), use_emulator=True, say=said.append)
+    finally:
+        undo()
+    assert (
+        "clean-up: ExpiredToken: The security token included in the request is expired; reading the credentials again"
+        in said
+    )
+    assert any(line.startswith("bake: removed instances i-") for line in said)
+    assert live_resources() == {"instances": [], "groups": []}
+
+
+def test_models_from_s3_get_a_profile_that_reads_exactly_those_objects(
+    emulator: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gguf = { url = "s3://..." }: the build instance gets a profile made for the bake, whose
+    only permission is s3:GetObject on those objects; it is gone after the bake."""
+    from bakery import aws, bake, config, instanceprofile, packer
+
+    commands: list[list[str]] = []
+    real_build_command = packer.build_command
+
+    def recorded(*args: Any) -> list[str]:  # observes the real command line, changes nothing
+        commands.append(real_build_command(*args))
+        return commands[-1]
+
+    monkeypatch.setattr(packer, "build_command", recorded)
+
+    text = (
+        (REPO / "images" / f"{IMAGE}.toml")
+        .read_text()
+        .replace(
+            '[[models]]\nname = "deepseek-r1:7b"',
+            '[[models]]\nname = "deepseek-r1:7b"\n\n[[models]]\nname = "team-model"\n'
+            f'gguf = {{ url = "s3://team-models/gguf/team-7b.Q4_K_M.gguf", sha256 = "{"a" * 64}" }}',
+        )
+    )
+    definition = tmp_path / "team.toml"
+    definition.write_text(text)
+    policies: list[str] = []
+    undo = aws.on_event(
+        "provide-client-params.iam.PutRolePolicy",
+        lambda params, **_: policies.append(params["PolicyDocument"]),
+    )
+    said: list[str] = []
+    try:
+        outcome = bake.bake(config.load(definition), use_emulator=True, say=said.append)
+    finally:
+        undo()
+    assert outcome.action == "built"
+    [document] = [json.loads(p) for p in policies]
+    assert document["Statement"] == [
+        {
+            "Sid": "ReadTheModelFiles",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": ["arn:aws:s3:::team-models/gguf/team-7b.Q4_K_M.gguf"],
+        }
+    ]
+    # Packer got it for the build instance, and it was removed after.
+    profile = f"bakery-{outcome.manifest['build_id']}"
+    [command] = commands
+    assert f"iam_instance_profile={profile}" in command
+    assert f"bake: removed instance profile {profile} and role {profile}" in said
+    iam = boto3.client("iam")
+    assert iam.list_instance_profiles(PathPrefix=instanceprofile.PATH)["InstanceProfiles"] == []
+    assert iam.list_roles(PathPrefix=instanceprofile.PATH)["Roles"] == []

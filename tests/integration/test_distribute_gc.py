@@ -14,7 +14,7 @@ import boto3
 import pytest
 from distribute_support import BUILD, STOCK_AMI, baked_ami, recorded
 
-from bakery import TOOL, catalog
+from bakery import TOOL, catalog, instanceprofile
 from bakery.gc import gc
 
 pytestmark = pytest.mark.emulator
@@ -105,6 +105,21 @@ def leftovers(emulator: str) -> dict[str, str]:
     made["busy packer group"] = group("packer_busy", [])
     made["busy packer instance"] = instance([], made["busy packer group"])
     made["other key pair"] = ec2.create_key_pair(KeyName="alice")["KeyName"]
+
+    # Instance profiles runs made (IAM: global, listed with the first region): the dead
+    # verify's, past its expiry; the live one's; and a role under /bakery/ that is not the tool's.
+    iam = boto3.client("iam")
+    document = instanceprofile.policy(session_manager=True, s3_urls=[])
+    assert document is not None
+    for key, run, extra in (
+        ("verify profile", VERIFY_RUN, expired),
+        ("live profile", LIVE_RUN, tomorrow),
+    ):
+        run_tags = {t["Key"]: t["Value"] for t in tags(run, **extra)}
+        made[key] = instanceprofile.create(iam, run, run_tags, document, quiet).name
+    made["foreign role"] = iam.create_role(
+        RoleName="bakery-hand-made", Path=instanceprofile.PATH, AssumeRolePolicyDocument="{}"
+    )["Role"]["RoleName"]
     return made
 
 
@@ -119,6 +134,7 @@ GONE = [
     "verify key pair",
     "bake group",
     "verify group",
+    "verify profile",
 ]
 
 
@@ -137,7 +153,8 @@ def test_plan_lists_the_leftovers_and_changes_nothing(leftovers: dict[str, str])
     assert why[leftovers["bake group"]] == (
         "packer_6123abcd: Packer temporary group (untagged: no age to tell), used by nothing"
     )
-    assert lines[-1] == "gc: plan only: 10 to remove; rerun with --apply to remove them"
+    assert why[leftovers["verify profile"]] == f"run {VERIFY_RUN}, expired at 2025-01-02T03:00Z"
+    assert lines[-1] == "gc: plan only: 11 to remove; rerun with --apply to remove them"
 
 
 def test_apply_removes_them_and_only_them(leftovers: dict[str, str]) -> None:
@@ -164,6 +181,11 @@ def test_apply_removes_them_and_only_them(leftovers: dict[str, str]) -> None:
     groups = {g["GroupId"] for g in ec2.describe_security_groups()["SecurityGroups"]}
     assert leftovers["live group"] in groups and leftovers["busy packer group"] in groups
     assert not groups & {leftovers["bake group"], leftovers["verify group"]}
+    iam = boto3.client("iam")
+    profiles = iam.list_instance_profiles(PathPrefix=instanceprofile.PATH)["InstanceProfiles"]
+    assert [p["InstanceProfileName"] for p in profiles] == [leftovers["live profile"]]
+    roles = {r["RoleName"] for r in iam.list_roles(PathPrefix=instanceprofile.PATH)["Roles"]}
+    assert roles == {leftovers["live profile"], leftovers["foreign role"]}
 
     with recorded() as calls:
         assert gc(regions=[BUILD], act=True, now=LATER, say=quiet) == []
@@ -175,5 +197,10 @@ def test_young_leftovers_wait(leftovers: dict[str, str]) -> None:
     # The verify's expiry has passed; the bake's leftovers are 7h old, and its Packer group
     # (untagged: no age) is still used by its instance, which stays.
     assert sorted(x.id for x in found) == sorted(
-        [leftovers["verify instance"], leftovers["verify key pair"], leftovers["verify group"]]
+        [
+            leftovers["verify instance"],
+            leftovers["verify key pair"],
+            leftovers["verify group"],
+            leftovers["verify profile"],
+        ]
     )

@@ -32,6 +32,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 SUITE = REPO / "tests" / "image"
 NO_GPU = "no NVIDIA GPU on this host"
+DOCKER_CHECKS = {
+    "test_ui_image_present", "test_ui_image_id", "test_ui_reads_configured_ollama_url_env",
+    "test_ui_not_published_beyond_loopback",
+}  # fmt: skip
 
 
 def _probe() -> ModuleType:
@@ -148,6 +152,12 @@ def _run_suite(tmp: Path, expect: dict[str, Any], path_prefix: str = "") -> Run:
     return Run(proc.returncode, output, _parse_junit(tmp / "junit.xml"), timings, port)
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def _bare_machine() -> None:
     if _has_gpu():
         pytest.skip("this machine has an NVIDIA GPU: this test expects one without")
@@ -174,6 +184,7 @@ def test_every_check_ran_to_an_outcome(run: Run) -> None:
     modules = {c.module for c in run.cases.values()}
     assert modules == {
         "test_image_gpu", "test_image_ollama", "test_image_ui", "test_image_hardening",
+        "test_image_boot", "test_image_playbooks",
     }  # fmt: skip
     names = {c.name.split("[")[0] for c in run.cases.values()}
     for check in (
@@ -181,6 +192,8 @@ def test_every_check_ran_to_an_outcome(run: Run) -> None:
         "test_ollama_version", "test_ollama_unit_active", "test_model_digest",
         "test_generation_answers_within_budget", "test_model_fully_on_gpu",
         "test_ui_reads_configured_ollama_url_env", "test_nothing_listens_publicly_but_sshd",
+        "test_user_data_ready", "test_ui_answers", "test_ui_lists_models_through_ollama",
+        "test_driver_is_the_one_baked",
         "test_sshd_refuses_passwords", "test_free_disk_space",
     ):  # fmt: skip
         assert check in names, f"{check} is missing from the suite"
@@ -201,7 +214,7 @@ def test_ollama_checks_fail_not_installed(run: Run) -> None:
 
 
 def test_docker_checks_say_why_they_cannot_run(run: Run) -> None:
-    docker = [c for c in run.where("test_image_ui") if c.name.startswith("test_ui_")]
+    docker = [c for c in run.where("test_image_ui") if c.name in DOCKER_CHECKS]
     assert len(docker) == 4, docker
     if _which("docker") is None:
         wrong = [
@@ -226,7 +239,7 @@ def test_checks_of_absent_things_do_not_pass(run: Run) -> None:
     needs = [c for c in run.cases.values() if "gpu" in c.markers]
     needs += run.where("test_image_ollama")
     if not _docker_daemon_reachable():
-        needs += [c for c in run.where("test_image_ui") if c.name.startswith("test_ui_")]
+        needs += [c for c in run.where("test_image_ui") if c.name in DOCKER_CHECKS]
     if _which("sshd") is None:
         sshd = [c for c in run.cases.values() if c.name.startswith("test_sshd_")]
         assert sshd and all("sshd is not installed" in c.message for c in sshd), sshd
@@ -245,6 +258,17 @@ def test_public_listener_is_reported(run: Run) -> None:
     assert f"0.0.0.0:{run.public_port}" in case.message, case
 
 
+def test_boot_checks_skip_on_a_host_the_user_data_did_not_boot(run: Run) -> None:
+    boot = run.where("test_image_boot")
+    assert len(boot) == 4, boot
+    wrong = [
+        str(c)
+        for c in boot
+        if c.outcome != "skipped" or "not booted with the fleet's user-data" not in c.message
+    ]
+    assert not wrong, wrong
+
+
 def test_checks_that_can_run_here_do_run(run: Run) -> None:
     disk = run.cases["test_image_hardening::test_free_disk_space"]
     free_gib = shutil.disk_usage("/").free / 2**30
@@ -253,7 +277,7 @@ def test_checks_that_can_run_here_do_run(run: Run) -> None:
 
 def test_timings_are_null_with_reasons(run: Run) -> None:
     t = run.timings
-    for key in ("boot_to_ollama_ready_s", "ttft_s", "tokens_per_s", "gpu_name"):
+    for key in ("boot_to_ollama_ready_s", "cold_load_s", "ttft_s", "tokens_per_s", "gpu_name"):
         assert t[key] is None, (key, t)
         assert t["notes"][key], (key, t)
     assert NO_GPU in t["notes"]["ttft_s"]
@@ -296,6 +320,7 @@ if sys.argv[1:] == ["--version"]:
     sys.exit(0)
 assert sys.argv[1:] == ["serve"], sys.argv
 MODEL = {{"name": "deepseek-r1:7b", "model": "deepseek-r1:7b", "digest": "{digest}"}}
+LOADED = set()  # what /api/ps lists: a model loads on its first request
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -314,12 +339,19 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/api/tags":
             self.send(json.dumps({{"models": [MODEL]}}))
         elif self.path == "/api/ps":
-            self.send(json.dumps({{"models": [{{**MODEL, "size": 5, "size_vram": 5}}]}}))
+            loaded = [{{**MODEL, "size": 5, "size_vram": 5}}] if LOADED else []
+            self.send(json.dumps({{"models": loaded}}))
         else:
             self.send_error(404)
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if body["model"] not in LOADED:
+            time.sleep(0.3)  # reading the weights
+            LOADED.add(body["model"])
+        if "prompt" not in body:  # a load only
+            self.send(json.dumps({{"model": body["model"], "done": True, "done_reason": "load"}}))
+            return
         self.send_response(200)
         self.send_header("Content-Type", "application/x-ndjson")
         self.end_headers()
@@ -334,6 +366,36 @@ class Handler(BaseHTTPRequestHandler):
 
 host, port = os.environ["OLLAMA_HOST"].rsplit(":", 1)
 ThreadingHTTPServer((host, int(port)), Handler).serve_forever()
+"""
+
+
+# The UI as the fleet starts it, reduced to what the suite asks: its page, and Ollama's model
+# list through it (nextjs-ollama-llm-ui proxies /api/tags to OLLAMA_URL).
+FAKE_UI = """
+import os, urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        if self.path == "/":
+            body, kind = b"<!DOCTYPE html><html><body>chat</body></html>", "text/html"
+        elif self.path == "/api/tags":
+            body = urllib.request.urlopen(os.environ["OLLAMA_URL"] + "/api/tags").read()
+            kind = "application/json"
+        else:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
 """
 
 
@@ -360,18 +422,24 @@ def fake(tmp_path_factory: pytest.TempPathFactory) -> Any:
         address = f"127.0.0.1:{s.getsockname()[1]}"
     env = {**os.environ, "OLLAMA_HOST": address, "OLLAMA_KEEP_ALIVE": "-1"}
     server = subprocess.Popen([str(script), "serve"], env=env)
+    ui_port = _free_port()
+    ui_env = {**os.environ, "OLLAMA_URL": f"http://{address}", "PORT": str(ui_port)}
+    ui = subprocess.Popen([sys.executable, "-c", FAKE_UI], env=ui_env)
     try:
-        for _ in range(100):
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", int(address.rsplit(":", 1)[1]))) == 0:
-                    break
-            time.sleep(0.05)
+        for port in (int(address.rsplit(":", 1)[1]), ui_port):
+            for _ in range(100):
+                with socket.socket() as s:
+                    if s.connect_ex(("127.0.0.1", port)) == 0:
+                        break
+                time.sleep(0.05)
         expect = json.loads((SUITE / "expect.example.json").read_text())
         expect["ollama"]["address"] = address
         expect["ollama"]["models"] = [
             {"name": "deepseek-r1:7b", "digest": DIGEST},
             {"name": "qwen3:8b", "digest": None},  # not served: must fail
         ]
+        expect["ui"]["port"] = ui_port
+        expect["booted_with_user_data"] = True  # the fake UI stands for what it starts
         result = _run_suite(tmp, expect, path_prefix=str(bindir))
         import testinfra
 
@@ -379,8 +447,9 @@ def fake(tmp_path_factory: pytest.TempPathFactory) -> Any:
         generation = probe.generate(local, address, "deepseek-r1:7b", 10)
         yield FakeRun(result, address, generation)
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        for process in (server, ui):
+            process.terminate()
+            process.wait(timeout=10)
 
 
 def test_fake_ollama_checks_run_and_judge(fake: FakeRun) -> None:
@@ -402,6 +471,15 @@ def test_fake_ollama_checks_run_and_judge(fake: FakeRun) -> None:
         in c["test_image_ollama::test_model_present[qwen3:8b]"].message
     )
     assert "digest is not checked" in c["test_image_ollama::test_model_digest[qwen3:8b]"].message
+
+
+def test_fake_ui_checks_run_and_judge(fake: FakeRun) -> None:
+    c = fake.run.cases
+    page = c["test_image_boot::test_ui_answers"]
+    assert page.outcome == "passed", page
+    tags = c["test_image_boot::test_ui_lists_models_through_ollama"]
+    assert tags.outcome == "failed", tags  # qwen3:8b is not served
+    assert "not ['deepseek-r1:7b', 'qwen3:8b']" in tags.message, tags
 
 
 def test_fake_ollama_systemd_checks_skip_or_fail_honestly(fake: FakeRun) -> None:
@@ -434,6 +512,10 @@ def test_fake_ollama_gpu_checks_still_skip(fake: FakeRun) -> None:
 def test_probe_streams_a_generation_on_the_host(fake: FakeRun) -> None:
     g = fake.generation
     assert (g.error, g.text, g.done, g.rc) == ("", "The sky", True, 0)
+    # Not loaded before: loaded first, and that load timed apart from the generation.
+    assert (g.loaded_before, g.load_error) == (False, "")
+    assert g.load_s is not None and g.load_s >= 0.3
+    assert g.ttft_s is not None and g.ttft_s < g.load_s
     assert g.ttft_s is not None and 0.05 <= g.ttft_s < 5, g
     assert g.tokens_per_s == pytest.approx(50.0)
     assert g.ps_entry is not None and g.ps_entry["size_vram"] == g.ps_entry["size"] == 5

@@ -210,6 +210,13 @@ def test_template_volume_is_encrypted(story: Story) -> None:
     assert mapping["Ebs"]["Encrypted"] is True
 
 
+def test_template_volume_initializes_at_the_definitions_rate(story: Story) -> None:
+    """launch.volume_initialization_rate (300) reaches the launch template through the
+    provider: a fleet instance's volume is read at that rate from its snapshot, not lazily."""
+    [mapping] = story.closed.template["LaunchTemplateData"]["BlockDeviceMappings"]
+    assert mapping["Ebs"]["VolumeInitializationRate"] == 300
+
+
 def test_security_group_has_no_ingress(story: Story) -> None:
     assert story.closed.security_group["IpPermissions"] == []
 

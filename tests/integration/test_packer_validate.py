@@ -5,6 +5,7 @@ with the amazon plugin installed where `packer init` finds it offline) accepts t
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from pathlib import Path
 
@@ -100,3 +101,36 @@ def test_oldest_packer_refuses_each_modern_only_setting(
     modern_under_old_packer: dict[str, str], rendering: str, construct: str
 ) -> None:
     assert construct in modern_under_old_packer[f"{rendering} sources"]
+@pytest.mark.parametrize("which", list(BINARIES))
+def test_session_manager_template_validates_with_the_network_and_profile(
+    tmp_path: Path, which: str
+) -> None:
+    """What bake passes for a private subnet: subnet, groups and profile as -var values."""
+    packer_bin = BINARIES[which]()
+    image = config.load("deepseek-r1-7b")
+    network = config.Network(communicator="session_manager")
+    image = dataclasses.replace(image, build=dataclasses.replace(image.build, network=network))
+    version = packer.version(packer_bin)
+    rendered = render.render(image, version, out=tmp_path / "sm")
+    if version >= render.MODERN:
+        packer.check(packer.init_command(packer_bin, rendered), "init")
+    variables = build_variables(False) | {
+        "subnet_id": "subnet-0123456789abcdef0",
+        "security_group_ids": '["sg-0123456789abcdef0"]',
+        "iam_instance_profile": "bakery-validate",
+    }
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            packer.validate_command(packer_bin, rendered, variables),
+            capture_output=True,
+            text=True,
+            env=packer.environment(),
+        )
+
+    out = run()
+    assert out.returncode == 0, out.stdout + out.stderr
+    # Without a profile Packer refuses it: bake always passes one with session_manager.
+    del variables["iam_instance_profile"]
+    out = run()
+    assert out.returncode != 0 and "session_manager" in out.stdout + out.stderr

@@ -126,7 +126,7 @@ def test_unreachable_host(no_aws: None) -> None:
         ),
         (
             ["--subnet", "sub-1", "--local"],
-            "error: --subnet 'sub-1' is not a subnet ID (subnet- and 8 or 17 hex digits)",
+            "error: --subnet 'sub-1' is not a subnet ID (subnet-...) or a tag filter (tag:KEY=VALUE)",
         ),
     ],
     ids=[

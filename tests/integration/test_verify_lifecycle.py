@@ -4,6 +4,7 @@ is no machine behind the emulator); everything AWS-side is the real code path.""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -194,7 +195,10 @@ def test_capacity_error_on_the_first_type_moves_to_the_next(
     report = REPO / "build" / IMAGE / "verify-report.xml"
     assert marks.pop(catalog.VERIFICATION) == "passed"
     assert marks.pop("bakery:verify-gpu") == "g5.2xlarge NVIDIA A10G"
-    assert marks.pop("bakery:verify-timings") == "ready=38s ttft=0.41s tps=92.3 ssh=0s"
+    assert marks.pop("bakery:verify-timings") == "ready=38s cold=131s ttft=0.41s tps=92.3 ssh=0s"
+    assert marks.pop("bakery:verify-cold-load") == (
+        "131s from boot to models loaded, volume initialized at 300 MiB/s"
+    )
     assert (
         marks.pop("bakery:verify-report-sha256") == hashlib.sha256(report.read_bytes()).hexdigest()
     )
@@ -224,17 +228,84 @@ def test_no_capacity_anywhere_lists_what_was_tried_and_cleans_up(
     assert message.startswith(
         "no spot capacity for any verify instance type in us-east-1 (g5.xlarge: InsufficientInstanceCapacity in us-east-1a us-east-1b"
     )
+    # g6.xlarge draws on the quota g5.2xlarge was refused for: not tried, and said why.
     assert (
-        "g5.2xlarge: MaxSpotInstanceCountExceeded in every zone; g6.xlarge: InsufficientInstanceCapacity in us-east-1a"
-        in message
+        "g5.2xlarge: MaxSpotInstanceCountExceeded in every zone; g6.xlarge: skipped: same quota);"
+        ' g5.2xlarge: MaxSpotInstanceCountExceeded: the spot vCPU quota "All G and VT Spot'
+        ' Instance Requests" (L-3819A6DF) in us-east-1 is used up' in message
     )
+    assert "\n" not in message
     assert (
-        "verify: g5.2xlarge: MaxSpotInstanceCountExceeded, a regional limit that every zone would answer alike; trying the next type"
+        "verify: skipping g6.xlarge: it draws on the same exhausted quota (All G and VT Spot Instance Requests)"
         in said
     )
     assert any(line.startswith("verify: removed key pair bakery-verify-") for line in said)
     assert leftovers() == NOTHING_LEFT
     assert verify_tags(ami) == {}
+
+
+def test_a_quota_refusal_names_the_quota_and_skips_the_types_that_share_it(
+    emulator: str, run_instances_errors: Any, said: Said
+) -> None:
+    register_ami()
+    tried: list[str] = []
+    run_instances_errors(lambda t, s: tried.append(t) or "VcpuLimitExceeded")
+    with pytest.raises(BakeryError) as e:
+        run(said, FakeSuite(PASSING))
+    assert tried == ["g5.xlarge"]  # g5.2xlarge and g6.xlarge share its quota
+    assert str(e.value) == (
+        'no verify instance type can launch: g5.xlarge: VcpuLimitExceeded: the spot vCPU quota "All'
+        ' G and VT Spot Instance Requests" (L-3819A6DF) in us-east-1 is used up (new accounts start'
+        " with 0); raise it with: aws service-quotas request-service-quota-increase --service-code"
+        " ec2 --quota-code L-3819A6DF --region us-east-1 --desired-value VCPUS"
+    )
+    assert leftovers() == NOTHING_LEFT
+
+
+def test_a_type_under_another_quota_still_serves(
+    emulator: str, run_instances_errors: Any, said: Said
+) -> None:
+    register_ami()
+    verify_section = dataclasses.replace(
+        DEFINITION.verify, instance_types=("g5.xlarge", "g6.xlarge", "p5.4xlarge")
+    )
+    definition = dataclasses.replace(DEFINITION, verify=verify_section)
+    run_instances_errors(lambda t, s: "VcpuLimitExceeded" if t.startswith("g") else None)
+    result = verify.verify(
+        definition,
+        verify.Options(timeout_s=600, ssh_cidr=RUNNER),
+        say=said,
+        reach=no_reach,
+        run_suite=FakeSuite(PASSING),
+    )
+    assert result.launched is not None and result.launched.instance_type == "p5.4xlarge"
+    assert "verify: skipping g6.xlarge: it draws on the same exhausted quota" in said.text()
+    assert leftovers() == NOTHING_LEFT
+
+
+def test_a_type_not_offered_in_a_zone_moves_to_the_next_zone(
+    emulator: str, run_instances_errors: Any, said: Said
+) -> None:
+    register_ami()
+    zone_a = boto3.client("ec2").describe_subnets(
+        Filters=[{"Name": "availability-zone", "Values": ["us-east-1a"]}]
+    )["Subnets"][0]["SubnetId"]
+    run_instances_errors(lambda t, s: "Unsupported" if s == zone_a else None)
+    result = run(said, FakeSuite(PASSING))
+    assert "verify: g5.xlarge is not offered in us-east-1a (Unsupported); trying the next" in said
+    assert result.launched is not None and result.launched.zone == "us-east-1b"
+
+
+def test_a_subnet_refused_at_launch_is_one_line(
+    emulator: str, run_instances_errors: Any, said: Said
+) -> None:
+    register_ami()
+    run_instances_errors(lambda t, s: "InvalidSubnetID.NotFound")
+    with pytest.raises(BakeryError) as e:
+        run(said, FakeSuite(PASSING))
+    assert str(e.value).startswith("EC2 refused subnet subnet-")
+    assert "(us-east-1a) for g5.xlarge: InvalidSubnetID.NotFound: injected" in str(e.value)
+    assert leftovers() == NOTHING_LEFT
 
 
 def test_other_launch_errors_stop_at_once(
@@ -261,7 +332,11 @@ def test_failed_check_marks_failed_with_the_first_one(emulator: str, said: Said)
     marks = verify_tags(ami)
     assert marks.pop(catalog.VERIFICATION) == "failed"
     assert marks.pop("bakery:verify-failure") == first
-    assert set(marks) == {"bakery:verify-gpu", "bakery:verify-report-sha256"}
+    assert set(marks) == {
+        "bakery:verify-gpu",
+        "bakery:verify-report-sha256",
+        "bakery:verify-cold-load",
+    }
     assert "  checks       1 passed, 2 failed, 0 errors, 0 skipped of 3" in said
     assert leftovers() == NOTHING_LEFT
 
@@ -297,11 +372,17 @@ def test_verified_and_failed_marks_are_exclusive(
                 "bakery:verify-gpu",
                 "bakery:verify-timings",
                 "bakery:verify-report-sha256",
+                "bakery:verify-cold-load",
             },
         ),
         "fail": (
             FakeSuite(FAILING, 1),
-            {"bakery:verify-failure", "bakery:verify-gpu", "bakery:verify-report-sha256"},
+            {
+                "bakery:verify-failure",
+                "bakery:verify-gpu",
+                "bakery:verify-report-sha256",
+                "bakery:verify-cold-load",
+            },
         ),
     }
     for step in order:

@@ -117,6 +117,7 @@ FAILING = [
 ]
 TIMINGS = {
     "boot_to_ollama_ready_s": 38.2,
+    "cold_load_s": 131,
     "ttft_s": 0.412,
     "tokens_per_s": 92.34,
     "gpu_name": "NVIDIA A10G",

@@ -313,6 +313,8 @@ def cloud_init(args: list[str]) -> int:
     import glob
     import shutil
 
+    if args[0] == "status":
+        return _cloud_init_status(args)
     if args[0] != "clean":
         return err(f"fake cloud-init: unsupported {args}", 2)
     doomed = [sandbox(f"/var/lib/cloud/{d}") for d in ("instance", "instances", "data", "sem")]
@@ -326,6 +328,18 @@ def cloud_init(args: list[str]) -> int:
         elif path.exists() or path.is_symlink():
             path.unlink()
     return 0
+
+
+def _cloud_init_status(args: list[str]) -> int:
+    """State cloud-init-status: its exit code, a newline, then what --long prints."""
+    state = STATE / "cloud-init-status"
+    code, _, long = (state.read_text() if state.exists() else "0\nstatus: done\n").partition("\n")
+    if "--long" in args:
+        print(long, end="")
+    else:
+        print("..." if "--wait" in args else "", end="")
+        print("\n" + long.splitlines()[0])
+    return int(code)
 
 
 def aws(args: list[str]) -> int:

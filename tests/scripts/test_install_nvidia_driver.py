@@ -23,11 +23,15 @@ def dlami_base(sandbox) -> None:
     sandbox.write("/usr/bin/nvidia-persistenced", "#!/bin/sh\n", 0o755)
 
 
+BASE = {"NVIDIA_DRIVER_INSTALL": "false", "NVIDIA_MIN_DRIVER_BRANCH": "580"}
+
+
 def test_base_driver_checked_and_persistence_enabled(sandbox, repo) -> None:
     dlami_base(sandbox)
-    result = sandbox.run_ok(SCRIPT, NVIDIA_DRIVER_BRANCH="580", NVIDIA_DRIVER_INSTALL="false")
+    result = sandbox.run_ok(SCRIPT, **BASE)
 
     assert "nvidia kernel module 580.95.05" in result.stdout
+    assert "(the base's driver, branch 580 >= 580; recorded by version-info)" in result.stdout
     assert sandbox.calls("apt-get") == []
     assert ["modinfo", "-k", KERNEL, "-F", "version", "nvidia"] in sandbox.calls("modinfo")
     unit = sandbox.read("/" + ROOTFS_UNIT)
@@ -47,14 +51,13 @@ def test_base_driver_checked_and_persistence_enabled(sandbox, repo) -> None:
 
 def test_base_driver_second_run_changes_nothing(sandbox) -> None:
     dlami_base(sandbox)
-    env = {"NVIDIA_DRIVER_BRANCH": "580", "NVIDIA_DRIVER_INSTALL": "false"}
-    sandbox.run_ok(SCRIPT, **env)
-    sandbox.assert_idempotent(SCRIPT, **env)
+    sandbox.run_ok(SCRIPT, **BASE)
+    sandbox.assert_idempotent(SCRIPT, **BASE)
 
 
 def test_base_without_driver_fails_clearly(sandbox) -> None:
     before = sandbox.snapshot()
-    result = sandbox.run(SCRIPT, NVIDIA_DRIVER_BRANCH="580", NVIDIA_DRIVER_INSTALL="false")
+    result = sandbox.run(SCRIPT, **BASE)
     assert result.returncode != 0
     assert "no NVIDIA driver on this base AMI" in result.stderr
     assert "install = true" in result.stderr
@@ -62,10 +65,31 @@ def test_base_without_driver_fails_clearly(sandbox) -> None:
     assert sandbox.calls("apt-get") == [] and sandbox.calls("systemctl") == []
 
 
-def test_base_with_another_branch_fails(sandbox) -> None:
+@pytest.mark.parametrize("minimum", ["580", None], ids=["at-least-580", "any"])
+def test_base_with_a_newer_branch_is_taken(sandbox, minimum: str | None) -> None:
+    """The DLAMI moved from 580 to 595: a newer release of the base is not a failed bake."""
+    dlami_base(sandbox)
+    sandbox.set_state("modinfo-version", "595.45.04\n")
+    result = sandbox.run_ok(SCRIPT, NVIDIA_DRIVER_INSTALL="false", NVIDIA_MIN_DRIVER_BRANCH=minimum)
+    assert "nvidia kernel module 595.45.04" in result.stdout
+    assert "done: driver 595.45.04" in result.stdout
+
+
+def test_base_with_an_older_branch_than_the_minimum_fails(sandbox) -> None:
     dlami_base(sandbox)
     sandbox.set_state("modinfo-version", "570.133.20\n")
-    result = sandbox.run(SCRIPT, NVIDIA_DRIVER_BRANCH="580", NVIDIA_DRIVER_INSTALL="false")
+    result = sandbox.run(SCRIPT, **BASE)
+    assert result.returncode != 0
+    assert "is 570.133.20, older than min_driver_branch 580" in result.stderr
+
+
+def test_installed_branch_must_be_the_pinned_one(sandbox) -> None:
+    """The packages are there (nothing to install), yet the module is of another branch."""
+    for package in PACKAGES:
+        sandbox.set_state(f"dpkg/{package}")
+    sandbox.set_state("modinfo-version", "570.133.20\n")
+    sandbox.write("/usr/bin/nvidia-persistenced", "#!/bin/sh\n", 0o755)
+    result = sandbox.run(SCRIPT, NVIDIA_DRIVER_BRANCH="580", NVIDIA_DRIVER_INSTALL="true")
     assert result.returncode != 0
     assert "570.133.20, not branch 580" in result.stderr
 
@@ -115,12 +139,33 @@ def test_install_fails_when_a_package_is_missing(sandbox) -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"NVIDIA_DRIVER_INSTALL": "false"}, "NVIDIA_DRIVER_BRANCH: is required"),
+        ({"NVIDIA_DRIVER_INSTALL": "true"}, "NVIDIA_DRIVER_BRANCH: is required"),
         ({"NVIDIA_DRIVER_BRANCH": "580"}, "NVIDIA_DRIVER_INSTALL: is required"),
         ({"NVIDIA_DRIVER_BRANCH": "580", "NVIDIA_DRIVER_INSTALL": "yes"}, "must be true or false"),
         ({"NVIDIA_DRIVER_BRANCH": "latest", "NVIDIA_DRIVER_INSTALL": "true"}, "such as 580"),
+        (
+            {"NVIDIA_DRIVER_BRANCH": "580", "NVIDIA_DRIVER_INSTALL": "false"},
+            "pins a branch only with NVIDIA_DRIVER_INSTALL=true",
+        ),
+        ({"NVIDIA_MIN_DRIVER_BRANCH": "new", "NVIDIA_DRIVER_INSTALL": "false"}, "such as 580"),
+        (
+            {
+                "NVIDIA_DRIVER_BRANCH": "580",
+                "NVIDIA_MIN_DRIVER_BRANCH": "580",
+                "NVIDIA_DRIVER_INSTALL": "true",
+            },
+            "applies only with NVIDIA_DRIVER_INSTALL=false",
+        ),
     ],
-    ids=["no-branch", "no-install", "install-not-bool", "branch-not-number"],
+    ids=[
+        "no-branch",
+        "no-install",
+        "install-not-bool",
+        "branch-not-number",
+        "pin-without-install",
+        "minimum-not-number",
+        "minimum-with-install",
+    ],
 )
 def test_bad_environment_fails_clearly(sandbox, env, message) -> None:
     result = sandbox.run(SCRIPT, **env)

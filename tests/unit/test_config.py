@@ -116,12 +116,12 @@ CASES = [
         id="no-models",
     ),
     pytest.param(
-        GOOD.replace('[ui]\n', "[uii]\n"),
+        GOOD.replace("[ui]\n", "[uii]\n"),
         "ui: is required (a table)",
         id="missing-table",
     ),
     pytest.param(
-        GOOD + '\n[qemu]\nmemory_mib = 1024\n',
+        GOOD + "\n[qemu]\nmemory_mib = 1024\n",
         "qemu.base: is required: a disk image {url, sha256}",
         id="qemu-without-base",
     ),
@@ -145,6 +145,47 @@ CASES = [
         "ansible[0].playbook: 'no-such-playbook.yml' does not exist",
         id="ansible-missing-playbook",
     ),
+    pytest.param(
+        edit('min_driver_branch = "580"', 'driver_branch = "580"'),
+        "nvidia.driver_branch: pins a branch only with install = true; with install = false the"
+        " base's driver is used as it is: write min_driver_branch = '580' to refuse older branches",
+        id="old-meaning-of-driver-branch",
+    ),
+    pytest.param(
+        edit("install = false", "install = true"),
+        "nvidia.driver_branch: is required with install = true (the branch to install)",
+        id="install-without-branch",
+    ),
+    pytest.param(
+        edit("install = false", 'install = true\ndriver_branch = "580"'),
+        "nvidia.min_driver_branch: applies only with install = false",
+        id="minimum-with-install",
+    ),
+    pytest.param(
+        edit("[build]", '[build]\nsubnet = "private"'),
+        "build.subnet: 'private' is not a subnet ID (subnet-...) or a tag filter (tag:KEY=VALUE)",
+        id="bad-subnet",
+    ),
+    pytest.param(
+        edit("[verify]", '[verify]\nsecurity_group_ids = ["default"]'),
+        "verify.security_group_ids[0]: 'default' is not a security group ID (sg-...)",
+        id="bad-security-group",
+    ),
+    pytest.param(
+        edit("[verify]", '[verify]\ncommunicator = "ssm"'),
+        "verify.communicator: 'ssm' is not 'ssh' or 'session_manager'",
+        id="bad-communicator",
+    ),
+    pytest.param(
+        edit("volume_initialization_rate = 300", "volume_initialization_rate = 500"),
+        'launch.volume_initialization_rate: 500 is not MiB/s from 100 to 300, or "off"',
+        id="initialization-rate-range",
+    ),
+    pytest.param(
+        edit("volume_initialization_rate = 300", 'volume_initialization_rate = "fast"'),
+        "launch.volume_initialization_rate: 'fast' is not MiB/s from 100 to 300",
+        id="initialization-rate-word",
+    ),
 ]
 
 
@@ -156,6 +197,34 @@ def test_definition_errors_name_file_key_and_what_is_allowed(
     message = error_of(path)
     assert message.startswith(str(path)), message
     assert expected in message, message
+
+
+def test_network_settings_load(tmp_path: Path) -> None:
+    text = edit(
+        "[verify]",
+        '[verify]\nsubnet = "tag:Tier=private"\nsecurity_group_ids = ["sg-0123456789abcdef0"]\n'
+        'communicator = "session_manager"\ninstance_profile = "bakery-verify"',
+    )
+    image = config.load(write(tmp_path, text))
+    assert image.verify.network == config.Network(
+        "tag:Tier=private", ("sg-0123456789abcdef0",), "session_manager", "bakery-verify"
+    )
+    assert image.verify.network.session_manager
+    assert image.build.network == config.Network()  # ssh, default VPC, own group
+
+
+def test_volume_initialization_can_be_off(tmp_path: Path) -> None:
+    text = edit("volume_initialization_rate = 300", 'volume_initialization_rate = "off"')
+    assert config.load(write(tmp_path, text)).launch.volume_initialization_rate is None
+    text = edit("volume_initialization_rate = 300\n", "")
+    assert config.load(write(tmp_path, text)).launch.volume_initialization_rate == 300
+
+
+def test_the_bases_driver_with_or_without_a_minimum(tmp_path: Path) -> None:
+    assert config.load("deepseek-r1-7b").nvidia == config.Nvidia(None, False, "580")
+    text = edit('min_driver_branch = "580"  # refuse a base with an older branch\n', "")
+    assert config.load(write(tmp_path, text)).nvidia == config.Nvidia(None, False, None)
+    assert config.load("deepseek-r1-7b-ubuntu2404").nvidia == config.Nvidia("580", True, None)
 
 
 def test_gguf_import_needs_url_and_checksum(tmp_path: Path) -> None:

@@ -63,7 +63,7 @@ def _image(**changes: object) -> config.ImageDef:
     [
         pytest.param({"ollama__version": "0.13.2"}, id="ollama-version"),
         pytest.param({"ollama__keep_alive": "24h"}, id="keep-alive"),
-        pytest.param({"nvidia__driver_branch": "570"}, id="driver-branch"),
+        pytest.param({"nvidia__min_driver_branch": "595"}, id="min-driver-branch"),
         pytest.param({"ui__commit": "0" * 40}, id="ui-commit"),
         pytest.param({"build__root_volume_gib": 200}, id="volume"),
     ],

@@ -310,11 +310,11 @@ def _modules_behind_the_ci_tasks() -> list[Path]:
 
 
 def aws_calls() -> dict[str, set[str]]:
-    """IAM action candidates (ec2/ssm/kms) -> the modules calling them; STS's
+    """IAM action candidates (ec2/ssm/kms/iam) -> the modules calling them; STS's
     GetCallerIdentity needs no permission."""
     session = botocore.session.get_session()
     operations: dict[str, list[str]] = {}
-    for service in ("ec2", "ssm", "kms"):
+    for service in ("ec2", "ssm", "kms", "iam"):
         for op in session.get_service_model(service).operation_names:
             operations.setdefault(xform_name(op), []).append(f"{service}:{op}")
     calls: dict[str, set[str]] = {}

@@ -34,7 +34,16 @@ def test_local_bake_says_nothing_was_provisioned() -> None:
     assert tags[catalog.PROVISIONED] == "false"
     assert tags[catalog.MODEL + "deepseek-r1:7b"] == "unknown"
     assert catalog.UI_IMAGE_ID not in tags
-    assert tags[catalog.VERSIONS] == "ollama=0.13.1 nvidia=580"
+    assert tags[catalog.VERSIONS] == "ollama=0.13.1 nvidia=base"  # the base's, not known here
+    pinned = bake.provenance(config.load("deepseek-r1-7b-ubuntu2404"), BASE, "f" * 64, "b", None)
+    assert pinned[catalog.VERSIONS] == "ollama=0.13.1 nvidia=580"
+
+
+def test_the_driver_the_bake_found_is_recorded_whatever_its_branch() -> None:
+    """The DLAMI moved from 580 to 595: the tag says what the base really shipped."""
+    info = {**INFO, "nvidia_driver": "595.45.04"}
+    tags = bake.provenance(config.load("deepseek-r1-7b"), BASE, "f" * 64, "b", info)
+    assert catalog.versions_of(tags) == {"ollama": "0.13.1", "nvidia": "595.45.04"}
 
 
 def test_untagged_model_reference_finds_its_latest_digest() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -40,6 +41,42 @@ def test_rendering_matches_golden_files(
         assert got[file_name] == expected[file_name], (
             f"{name}/{variant}/{file_name} differs from its golden file"
         )
+
+
+def with_session_manager(image: config.ImageDef) -> config.ImageDef:
+    network = config.Network(communicator="session_manager")
+    return dataclasses.replace(image, build=dataclasses.replace(image.build, network=network))
+
+
+def test_session_manager_rendering_matches_golden_files(tmp_path: Path) -> None:
+    image = with_session_manager(config.load("deepseek-r1-7b"))
+    rendered = render.render(image, (1, 11, 2), out=tmp_path)
+    expected_dir = GOLDEN / "deepseek-r1-7b" / "packer-1.11.2-session-manager"
+    if UPDATE:
+        expected_dir.mkdir(parents=True, exist_ok=True)
+        (expected_dir / "source.pkr.hcl").write_text((tmp_path / "source.pkr.hcl").read_text())
+    assert (tmp_path / "source.pkr.hcl").read_text() == (
+        expected_dir / "source.pkr.hcl"
+    ).read_text()
+    assert [p.name for p in rendered.files] == [
+        p.name
+        for p in render.render(
+            config.load("deepseek-r1-7b"), (1, 11, 2), out=tmp_path / "ssh"
+        ).files
+    ]
+
+
+@pytest.mark.parametrize("version", [(1, 6, 6), (1, 11, 2)], ids=["packer-1.6.6", "packer-1.11.2"])
+def test_session_manager_needs_no_public_address_and_no_inbound_rule(
+    tmp_path: Path, version
+) -> None:
+    render.render(with_session_manager(config.load("deepseek-r1-7b")), version, out=tmp_path)
+    source = (tmp_path / "source.pkr.hcl").read_text()
+    assert 'ssh_interface = "session_manager"' in source
+    assert "iam_instance_profile = var.iam_instance_profile" in source
+    assert "associate_public_ip_address" not in source
+    # Packer's temporary group gets no rule with session_manager; nothing asks for one.
+    assert "temporary_security_group_source" not in source
 
 
 def test_same_inputs_give_byte_identical_output(tmp_path: Path) -> None:
@@ -88,7 +125,7 @@ def test_local_rendering_has_no_provisioners_and_says_why(tmp_path: Path) -> Non
     build = (tmp_path / "build.pkr.hcl").read_text()
     source = (tmp_path / "source.pkr.hcl").read_text()
     assert "provisioner" not in build
-    assert 'communicator           = "none"' in source
+    assert 'communicator            = "none"' in source
     assert "no machine behind it" in source
     assert "ollama_version" not in rendered.var_file.read_text()
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from invoke import Exit
 
-from bakery import bake, spot, verify
+from bakery import bake, config, spot, verify
 from bakery.errors import BakeryError, SpotInterrupted
 from bakery.packer import Result
 from bakery.tasks._common import bakery_task
@@ -66,26 +66,76 @@ def _result(*lines: str) -> Result:
     return Result(returncode=1, interrupted=False, timed_out=False, tail=list(lines))
 
 
+IMAGE = config.load("deepseek-r1-7b")  # build.instance_types: c6i, c5, m6i, m5 (.xlarge)
+
+
 def test_bake_failure_from_packer_output_is_an_interruption() -> None:
     error = bake.build_failure(
-        "img", _result("==> amazon-ebs.image: Server.SpotInstanceTermination"), []
+        IMAGE, _result("==> amazon-ebs.image: Server.SpotInstanceTermination"), []
     )
     assert isinstance(error, SpotInterrupted)
-    assert "EC2 reclaimed the spot build instance of img" in str(error)
+    assert "EC2 reclaimed the spot build instance of deepseek-r1-7b" in str(error)
 
 
 def test_bake_failure_from_the_instance_state_reason_is_an_interruption() -> None:
     failed = _result("Build 'amazon-ebs.image' errored after 12 minutes: Script disconnected")
     reasons = ["i-0abc terminated: Server.SpotInstanceTermination: Spot instance termination"]
-    assert isinstance(bake.build_failure("img", failed, reasons), SpotInterrupted)
+    assert isinstance(bake.build_failure(IMAGE, failed, reasons), SpotInterrupted)
 
 
 def test_other_bake_failures_are_not_retried() -> None:
     failed = _result("==> amazon-ebs.image: Script exited with non-zero exit status: 1")
     reasons = ["i-0abc terminated: Client.UserInitiatedShutdown: User initiated shutdown"]
-    error = bake.build_failure("img", failed, reasons)
+    error = bake.build_failure(IMAGE, failed, reasons)
     assert type(error) is BakeryError
     assert str(error).startswith("packer build failed: ")
+
+
+# What Packer prints when CreateFleet refuses the spot request (amazon plugin,
+# step_run_spot_instance.go: "Error waiting for fleet request (ID) to become ready:" followed by
+# the fleet errors' messages, as EC2 words them).
+FLEET = "==> amazon-ebs.image: Error waiting for fleet request (fleet-0abc) to become ready:"
+PACKER_FLEET_ERRORS = {
+    "vcpu-limit": FLEET + "You have requested more vCPU capacity than your current vCPU limit of 0"
+    " allows for the instance bucket that the specified instance type belongs to.",
+    "max-spot-count": FLEET + "Max spot instance count exceeded",
+}
+
+
+@pytest.mark.parametrize("line", PACKER_FLEET_ERRORS.values(), ids=PACKER_FLEET_ERRORS.keys())
+def test_bake_refused_for_the_spot_quota_names_it_and_how_to_raise_it(line: str) -> None:
+    error = bake.build_failure(
+        IMAGE, _result(line, "Build 'amazon-ebs.image' errored"), [], "eu-west-1"
+    )
+    assert type(error) is BakeryError
+    message = str(error)
+    assert message.startswith("the spot build instance was refused: c6i.xlarge: ")
+    assert (
+        '"All Standard (A, C, D, H, I, M, R, T, Z) Spot Instance Requests" (L-34B43A08)' in message
+    )
+    assert "--quota-code L-34B43A08 --region eu-west-1" in message
+    assert "\n" not in message
+
+
+def test_bake_without_spot_capacity_says_what_to_do() -> None:
+    """InsufficientInstanceCapacity during Packer's fleet request (Packer retries it, then stops)."""
+    line = FLEET + "There is no Spot capacity available that matches your request."
+    error = bake.build_failure(IMAGE, _result(line), [], "us-east-1")
+    assert str(error) == (
+        "no spot capacity for any of build.instance_types (c6i.xlarge, c5.xlarge, m6i.xlarge,"
+        " m5.xlarge) in us-east-1 where the build runs: add types to build.instance_types in"
+        f" {IMAGE.path}, bake in another zone with --subnet, or bake again later"
+    )
+
+
+def test_bake_with_types_not_offered_in_the_zone_says_so() -> None:
+    line = (
+        FLEET + "Your requested instance type (c6i.xlarge) is not supported in your requested"
+        " Availability Zone (us-east-1e)."
+    )
+    assert "not offered in the build subnet's zone" in str(
+        bake.build_failure(IMAGE, _result(line), [])
+    )
 
 
 class _Ec2:

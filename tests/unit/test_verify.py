@@ -154,12 +154,19 @@ def test_expectations_from_definition_and_ami_tags() -> None:
         "Tags": [
             {"Key": catalog.MODEL + "deepseek-r1:7b", "Value": "c" * 64},
             {"Key": catalog.UI_IMAGE_ID, "Value": "sha256:" + "d" * 64},
+            {"Key": catalog.VERSIONS, "Value": "ollama=0.13.1 nvidia=595.45.04"},
         ]
     }
     e = expect.expectations(IMAGE, ami, gpu_name="A10G")
     assert e == {
         "image": "deepseek-r1-7b",
-        "nvidia": {"driver_branch": "580", "gpu_name": "A10G", "min_gpu_memory_gib": 16},
+        "nvidia": {
+            "driver_version": "595.45.04",
+            "driver_branch": None,
+            "min_driver_branch": "580",
+            "gpu_name": "A10G",
+            "min_gpu_memory_gib": 16,
+        },
         "ollama": {
             "version": "0.13.1",
             "address": "127.0.0.1:11434",
@@ -177,6 +184,23 @@ def test_expectations_from_definition_and_ami_tags() -> None:
         "playbooks": [],
         "booted_with_user_data": False,
     }
+
+
+def test_a_local_bakes_driver_is_not_a_version_and_a_pinned_branch_is_expected() -> None:
+    ami = {"Tags": [{"Key": catalog.VERSIONS, "Value": "ollama=0.13.1 nvidia=base"}]}
+    assert expect.expectations(IMAGE, ami)["nvidia"]["driver_version"] is None
+    pinned = config.load("deepseek-r1-7b-ubuntu2404")
+    nvidia = expect.expectations(pinned, ami)["nvidia"]
+    assert (nvidia["driver_branch"], nvidia["min_driver_branch"]) == ("580", None)
+
+
+def test_the_ready_file_is_the_one_the_fleet_user_data_writes() -> None:
+    """The cold load is read from the ready file: the suite's path is the template's."""
+    tests = Path(__file__).resolve().parents[1]
+    template = (tests.parent / "terraform" / "user-data.sh.tftpl").read_text()
+    assert 'readonly STATE_DIR="$BAKERY_ROOT/run/bakery"' in template
+    assert 'mv -f "$STATE_DIR/ready.tmp" "$STATE_DIR/ready"' in template
+    assert 'READY = "/run/bakery/ready"' in (tests / "image" / "test_image_boot.py").read_text()
 
 
 @pytest.mark.parametrize("tag", [None, "unknown", ""], ids=["no-tag", "local-bake", "empty"])
@@ -206,9 +230,11 @@ def test_expectations_satisfy_the_suites_loader(tmp_path: Path) -> None:
 
 
 def test_compact_timings() -> None:
-    t = {"boot_to_ollama_ready_s": 38.2, "ttft_s": 0.412, "tokens_per_s": 92.34}
-    assert expect.compact_timings(t) == "ready=38s ttft=0.41s tps=92.3"
-    assert expect.compact_timings({"ttft_s": None}, ssh=95.4) == "ready=? ttft=? tps=? ssh=95s"
+    t = {"boot_to_ollama_ready_s": 38.2, "cold_load_s": 95, "ttft_s": 0.412, "tokens_per_s": 92.34}
+    assert expect.compact_timings(t) == "ready=38s cold=95s ttft=0.41s tps=92.3"
+    assert expect.compact_timings({"ttft_s": None}, ssh=95.4) == (
+        "ready=? cold=? ttft=? tps=? ssh=95s"
+    )
 
 
 def test_clip_keeps_tags_within_256() -> None:
@@ -393,8 +419,10 @@ def result_with(tmp_path: Path, cases: str) -> verify.Result:
     r = verify.Result("deepseek-r1-7b", "ami-1", "us-east-1", False)
     r.launched = verify.Launched("i-1", "g6.xlarge", "us-east-1a")
     r.verdict = expect.read_verdict(report(tmp_path, cases))
+    r.initialization_rate = 300
     r.timings = {
         "boot_to_ollama_ready_s": 41,
+        "cold_load_s": 130,
         "ttft_s": 0.3,
         "tokens_per_s": 80,
         "gpu_name": "NVIDIA L4",
@@ -411,9 +439,23 @@ def test_passed_marks(tmp_path: Path) -> None:
         "bakery:verify-gpu",
         "bakery:verify-timings",
         "bakery:verify-report-sha256",
+        "bakery:verify-cold-load",
     }
     assert details["bakery:verify-gpu"] == "g6.xlarge NVIDIA L4"
-    assert details["bakery:verify-timings"] == "ready=41s ttft=0.30s tps=80.0 ssh=95s"
+    assert details["bakery:verify-timings"] == "ready=41s cold=130s ttft=0.30s tps=80.0 ssh=95s"
+    assert details["bakery:verify-cold-load"] == (
+        "130s from boot to models loaded, volume initialized at 300 MiB/s"
+    )
+
+
+def test_cold_load_tag_says_when_the_volume_loaded_lazily(tmp_path: Path) -> None:
+    r = result_with(tmp_path, case("test_ok"))
+    r.initialization_rate = None
+    assert verify.marks(r)[1]["bakery:verify-cold-load"] == (
+        "130s from boot to models loaded, volume loaded lazily"
+    )
+    r.timings["cold_load_s"] = None  # not measured: no tag rather than a guess
+    assert "bakery:verify-cold-load" not in verify.marks(r)[1]
 
 
 def test_failed_marks_carry_the_first_failing_check_within_256(tmp_path: Path) -> None:
@@ -426,6 +468,7 @@ def test_failed_marks_carry_the_first_failing_check_within_256(tmp_path: Path) -
         "bakery:verify-failure",
         "bakery:verify-gpu",
         "bakery:verify-report-sha256",
+        "bakery:verify-cold-load",  # a slow cold load says something about a failure too
     }
     assert len(details["bakery:verify-failure"]) == 256
     assert details["bakery:verify-failure"].startswith(

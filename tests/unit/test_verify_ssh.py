@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from botocore.stub import Stubber
 
 from bakery import sshaccess, verify
 from bakery.errors import BakeryError
@@ -150,15 +152,18 @@ def test_a_host_key_the_console_did_not_print_is_refused(
         reach(tmp_path, port, Console("", CONSOLE))
 
 
-def test_cloud_init_error_is_not_ready(
+def test_cloud_init_error_is_left_to_the_image_tests(
     tmp_path: Path, port: int, fake_ssh: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The fleet's user-data runs in cloud-init: when it fails, the image tests (the fleet
+    boot, the UI) fail with the reason and the AMI is marked failed, rather than not marked."""
     monkeypatch.setenv("FAKE_SSH_RCS", "1")
     monkeypatch.setenv("FAKE_SSH_OUT", "status: error")
-    with pytest.raises(
-        BakeryError, match=r"^cloud-init on i-1 ended in error \(exit 1\): status: error$"
-    ):
-        reach(tmp_path, port, Console(""))
+    _, said = reach(tmp_path, port, Console(""))
+    assert (
+        "verify: cloud-init on i-1 ended in error (exit 1: status: error); the image tests judge"
+        " the boot" in said
+    )
 
 
 def test_cloud_init_recoverable_errors_go_on(
@@ -200,3 +205,64 @@ def test_closed_port_until_patience_runs_out(
         " (is it reachable from this runner? --subnet and --ssh-cidr decide)"
     )
     assert not fake_ssh.exists(), "ssh is not tried before the port answers"
+
+
+# --- through Session Manager -------------------------------------------------------------------
+
+
+def test_ssh_config_goes_through_session_manager(tmp_path: Path) -> None:
+    proxy = "/usr/bin/aws ssm start-session --target %h --document-name AWS-StartSSHSession"
+    access = verify.Access("ubuntu", tmp_path, proxy_command=proxy)
+    access.write_config("yes")
+    text = access.ssh_config.read_text()
+    assert f"  ProxyCommand {proxy}\n" in text
+    assert "  ConnectTimeout 30\n" in text  # a session takes a few seconds to open
+    launched = verify.Launched("i-0abc", "g5.xlarge", "us-east-1a", address="10.20.1.5")
+    assert sshaccess.host_name(launched, access) == "i-0abc"
+    assert access.url("i-0abc") == "ssh://ubuntu@i-0abc"
+
+
+def test_the_proxy_needs_the_aws_cli_and_its_plugin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # neither is there
+    with pytest.raises(BakeryError) as e:
+        sshaccess.session_manager_proxy("eu-west-1")
+    assert "aws and session-manager-plugin is not on PATH" in str(e.value)
+    for tool in ("aws", "session-manager-plugin"):
+        (tmp_path / tool).write_text("#!/bin/sh\n")
+        (tmp_path / tool).chmod(0o755)
+    assert sshaccess.session_manager_proxy("eu-west-1") == (
+        f"{tmp_path}/aws ssm start-session --region eu-west-1 --target %h"
+        " --document-name AWS-StartSSHSession --parameters portNumber=%p"
+    )
+
+
+def test_reach_through_session_manager_waits_for_the_agent_not_port_22(
+    tmp_path: Path, fake_ssh: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No socket to port 22 is tried (nothing is admitted inbound): the instance's SSM agent
+    must be online, then ssh (through the proxy) logs in as before."""
+    ssm = boto3.client(
+        "ssm", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    stub = Stubber(ssm)
+    filters = {"Filters": [{"Key": "InstanceIds", "Values": ["i-1"]}]}
+    stub.add_response("describe_instance_information", {"InstanceInformationList": []}, filters)
+    stub.add_response(
+        "describe_instance_information",
+        {"InstanceInformationList": [{"InstanceId": "i-1", "PingStatus": "Online"}]},
+        filters,
+    )
+    monkeypatch.setattr(sshaccess.aws, "client", lambda service, *a: ssm)
+    access = verify.Access("ubuntu", tmp_path / "run", proxy_command="unused-by-the-fake-ssh")
+    access.directory.mkdir()
+    access.write_config("accept-new")
+    said: list[str] = []
+    launched = verify.Launched("i-1", "g5.xlarge", "us-east-1a", address="10.20.1.5")
+    with stub:
+        verify.reach_over_ssh(Console(CONSOLE), launched, access, said.append)
+        stub.assert_no_pending_responses()
+    assert "verify: i-1 is online in Systems Manager" in said
+    assert calls(fake_ssh)[0]["args"][2] == "ubuntu@i-1"
+    assert said[-1] == "verify: ssh://ubuntu@i-1 is ready (cloud-init done)"

@@ -29,7 +29,7 @@ Say = Callable[[str], None]
 class Target:
     name: str
     marks: str  # what its verify may mark, as the README and the output say it
-    bake: Callable[..., Any]  # (image, *, force, say) -> outcome
+    bake: Callable[..., Any]  # (image, *, force, say, subnet, security_groups) -> outcome
     verify: Callable[..., Any]  # (image, *, say, **options) -> result
 
 
@@ -39,8 +39,8 @@ def _aws(emulator: bool) -> Target:
     return Target(
         "emulator" if emulator else "aws",
         "nothing (no machine exists behind the emulator)" if emulator else "the AMI's tags",
-        lambda image, *, force=False, say=print: bake.bake(
-            image, use_emulator=emulator, force=force, say=say
+        lambda image, *, force=False, say=print, **network: bake.bake(
+            image, use_emulator=emulator, force=force, say=say, **network
         ),
         lambda image, *, say=print, **options: verify.main(
             image, use_emulator=emulator, say=say, **options

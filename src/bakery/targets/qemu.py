@@ -86,7 +86,12 @@ def _tags_list(tags: dict[str, str]) -> list[dict[str, str]]:
 # --- bake ------------------------------------------------------------------------------------
 
 
-def bake(image: ImageDef, *, force: bool = False, say: Say = print) -> Outcome:
+def bake(image: ImageDef, *, force: bool = False, say: Say = print, **aws_only: Any) -> Outcome:
+    given = [f"--{k.replace('_', '-')}" for k, v in aws_only.items() if v]
+    if given:
+        raise BakeryError(
+            f"{', '.join(given)}: not with --target qemu (they place an AWS instance)"
+        )
     require_qemu_table(image)
     assert image.qemu is not None
     qemu_bin = require("qemu-system-x86_64", "qemu-system-x86")

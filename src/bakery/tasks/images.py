@@ -30,13 +30,19 @@ def render_(c, image=None, target=None, local=False, packer_version=None):
 
 
 @bakery_task(
+    iterable=["security_group"],
     help={
         "image": IMAGE_HELP,
         "target": TARGET_HELP,
         "local": LOCAL_HELP,
         "force": "build even when an image with the same fingerprint exists",
-    }
+        "subnet": "subnet of the build instance: an ID, or tag:KEY=VALUE (the match with the most"
+        " free addresses) (default: build.subnet of the definition, else the default VPC)",
+        "security-group": "security group ID for the build instance instead of Packer's temporary"
+        " one (repeat for more; default: build.security_group_ids)",
+    },
 )
-def bake(c, image=None, target=None, local=False, force=False):
+def bake(c, image=None, target=None, local=False, force=False, subnet=None, security_group=None):
     """Bake the image with Packer (an AMI on a spot instance by default), unless one with its fingerprint exists."""
-    targets.get(target, local=local).bake(image_arg(image), force=force)
+    network = {"subnet": subnet, "security_groups": tuple(security_group or ())}
+    targets.get(target, local=local).bake(image_arg(image), force=force, **network)

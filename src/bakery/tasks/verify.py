@@ -9,6 +9,7 @@ from ._common import IMAGE_HELP, TARGET_HELP, bakery_task, image_arg
 
 
 @bakery_task(
+    iterable=["security_group"],
     help={
         "image": IMAGE_HELP,
         "ami": "AMI ID to verify (default: the image's newest unverified AMI)",
@@ -18,7 +19,10 @@ from ._common import IMAGE_HELP, TARGET_HELP, bakery_task, image_arg
         "local": "short for --target emulator: the instance lifecycle only (the image tests"
         " cannot run there; nothing is marked)",
         "timeout": f"minutes before everything is ended and cleaned up (default {verifying.DEFAULT_TIMEOUT_MIN})",
-        "subnet": "subnet ID to launch in (default: the default VPC's subnets, zone by zone)",
+        "subnet": "subnet to launch in: an ID, or tag:KEY=VALUE for every matching subnet, zone by"
+        " zone (default: verify.subnet of the definition, else the default VPC's subnets)",
+        "security-group": "security group ID for the instance, instead of the one the run makes"
+        " (repeat for more; default: verify.security_group_ids)",
         "ssh-cidr": "IPv4 address or network admitted to SSH (default: this runner's public"
         " address/32, from checkip.amazonaws.com)",
         "gpu": "with --host: the GPU name nvidia-smi should report (e.g. A10G); unchecked when omitted",
@@ -37,6 +41,7 @@ def verify(
     ssh_cidr=None,
     gpu=None,
     ssh_key=None,
+    security_group=None,
 ):
     """Verify an AMI on a spot GPU instance: launch, run tests/image, tag the verdict, always clean up."""
     timeout = verifying.DEFAULT_TIMEOUT_MIN if timeout is None else timeout
@@ -51,4 +56,5 @@ def verify(
         ssh_cidr=ssh_cidr,
         gpu=gpu,
         ssh_key=ssh_key,
+        security_groups=tuple(security_group or ()),
     )

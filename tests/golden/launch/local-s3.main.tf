@@ -80,27 +80,32 @@ variable "root_volume_size" {
   type    = number
   default = null
 }
+variable "volume_initialization_rate" {
+  type    = number
+  default = null
+}
 variable "tags" { type = map(string) }
 
 module "fleet" {
   source = "../../../../../terraform"
 
-  name              = var.name
-  image_name        = var.image_name
-  require_verified  = var.require_verified
-  models            = var.models
-  instance_types    = var.instance_types
-  min_size          = var.min_size
-  max_size          = var.max_size
-  desired_capacity  = var.desired_capacity
-  vpc_id            = var.vpc_id
-  subnet_ids        = var.subnet_ids
-  ui_port           = var.ui_port
-  ui_ollama_url_env = var.ui_ollama_url_env
-  ui_ingress_cidrs  = var.ui_ingress_cidrs
-  ui_public_ingress = var.ui_public_ingress
-  root_volume_size  = var.root_volume_size
-  tags              = var.tags
+  name                       = var.name
+  image_name                 = var.image_name
+  require_verified           = var.require_verified
+  models                     = var.models
+  instance_types             = var.instance_types
+  min_size                   = var.min_size
+  max_size                   = var.max_size
+  desired_capacity           = var.desired_capacity
+  vpc_id                     = var.vpc_id
+  subnet_ids                 = var.subnet_ids
+  ui_port                    = var.ui_port
+  ui_ollama_url_env          = var.ui_ollama_url_env
+  ui_ingress_cidrs           = var.ui_ingress_cidrs
+  ui_public_ingress          = var.ui_public_ingress
+  root_volume_size           = var.root_volume_size
+  volume_initialization_rate = var.volume_initialization_rate
+  tags                       = var.tags
 }
 
 output "fleet" {

@@ -15,6 +15,24 @@ variable "build_id" {
   description = "Unique per bake; tags every resource of the build so a failed one can be found."
 }
 
+variable "subnet_id" {
+  type        = string
+  default     = ""
+  description = "The subnet of the build instance (resolved at bake time); empty: Packer's choice in the default VPC."
+}
+
+variable "security_group_ids" {
+  type        = list(string)
+  default     = []
+  description = "Security groups of the build instance; empty: a temporary group."
+}
+
+variable "iam_instance_profile" {
+  type        = string
+  default     = ""
+  description = "The build instance's profile (Session Manager, s3:// models): named, or made for the bake."
+}
+
 variable "image_name" {
   type = string
 }
@@ -53,12 +71,21 @@ variable "gpu" {
   description = "An NVIDIA GPU image ([nvidia] in the definition); false: a CPU image."
 }
 
-variable "nvidia_driver_branch" {
-  type = string
+variable "nvidia_driver_install" {
+  type        = bool
+  description = "true: install nvidia_driver_branch; false: take the base AMI's driver."
 }
 
-variable "nvidia_driver_install" {
-  type = bool
+variable "nvidia_driver_branch" {
+  type        = string
+  default     = ""
+  description = "The branch to install (install = true only)."
+}
+
+variable "nvidia_min_driver_branch" {
+  type        = string
+  default     = ""
+  description = "The oldest branch of the base's driver accepted (install = false only); empty: any."
 }
 
 variable "ollama_version" {

@@ -11,10 +11,17 @@ source "amazon-ebs" "image" {
   source_ami = var.source_ami
   ami_name   = "${var.image_name}-${var.build_id}"
 
+  # Where the build instance runs, decided at bake time: empty values leave it to Packer
+  # (the default VPC, a temporary security group, no instance profile).
+  subnet_id            = var.subnet_id
+  security_group_ids   = var.security_group_ids
+  iam_instance_profile = var.iam_instance_profile
+
   # Local mode: the emulator has no machine behind it, so nothing can be provisioned.
-  custom_endpoint_ec2    = var.ec2_endpoint
-  skip_region_validation = true
-  communicator           = "none"
+  custom_endpoint_ec2     = var.ec2_endpoint
+  skip_region_validation  = true
+  skip_profile_validation = true
+  communicator            = "none"
 
   # For the emulator only: moto answers a CreateImage that tags snapshots with an error
   # (NotImplementedError), so the run tags stay off the new AMI (amazon plugin >= 1.3.7); tags

@@ -20,6 +20,24 @@ variable "ec2_endpoint" {
   description = "The local AWS emulator's URL."
 }
 
+variable "subnet_id" {
+  type        = string
+  default     = ""
+  description = "The subnet of the build instance (resolved at bake time); empty: Packer's choice in the default VPC."
+}
+
+variable "security_group_ids" {
+  type        = list(string)
+  default     = []
+  description = "Security groups of the build instance; empty: a temporary group."
+}
+
+variable "iam_instance_profile" {
+  type        = string
+  default     = ""
+  description = "The build instance's profile (Session Manager, s3:// models): named, or made for the bake."
+}
+
 variable "image_name" {
   type = string
 }

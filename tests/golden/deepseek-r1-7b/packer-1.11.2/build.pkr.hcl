@@ -12,12 +12,21 @@ build {
   }
 
   provisioner "shell" {
+    script          = "${var.scripts_dir}/wait-cloud-init.sh"
+    execute_command = "chmod +x {{ .Path }}; sudo env {{ .Vars }} {{ .Path }}"
+    environment_vars = [
+      "BAKERY_ROOTFS=/tmp/bakery-rootfs",
+    ]
+  }
+
+  provisioner "shell" {
     script          = "${var.scripts_dir}/install-nvidia-driver.sh"
     execute_command = "chmod +x {{ .Path }}; sudo env {{ .Vars }} {{ .Path }}"
     environment_vars = [
       "BAKERY_ROOTFS=/tmp/bakery-rootfs",
-      "NVIDIA_DRIVER_BRANCH=${var.nvidia_driver_branch}",
       "NVIDIA_DRIVER_INSTALL=${var.nvidia_driver_install}",
+      "NVIDIA_DRIVER_BRANCH=${var.nvidia_driver_branch}",
+      "NVIDIA_MIN_DRIVER_BRANCH=${var.nvidia_min_driver_branch}",
     ]
   }
 

@@ -11,6 +11,12 @@ source "amazon-ebs" "image" {
   source_ami = var.source_ami
   ami_name   = "${var.image_name}-${var.build_id}"
 
+  # Where the build instance runs, decided at bake time: empty values leave it to Packer
+  # (the default VPC, a temporary security group, no instance profile).
+  subnet_id            = var.subnet_id
+  security_group_ids   = var.security_group_ids
+  iam_instance_profile = var.iam_instance_profile
+
   communicator = "ssh"
   ssh_username = var.ssh_username
   ssh_timeout  = "20m"

@@ -1,0 +1,65 @@
+locals {
+  tags = merge(var.tags, {
+    "bakery:managed-by" = "gpu-ami-bakery"
+    "bakery:image"      = var.image_name
+    "bakery:run-id"     = var.build_id
+  })
+}
+
+source "amazon-ebs" "image" {
+  region     = var.region
+  source_ami = var.source_ami
+  ami_name   = "${var.image_name}-${var.build_id}"
+
+  # Where the build instance runs, decided at bake time: empty values leave it to Packer
+  # (the default VPC, a temporary security group, no instance profile).
+  subnet_id            = var.subnet_id
+  security_group_ids   = var.security_group_ids
+  iam_instance_profile = var.iam_instance_profile
+
+  # SSH through Session Manager: no public address needed, no inbound rule on any group
+  # (the temporary one gets none). The instance profile lets the SSM agent register.
+  communicator  = "ssh"
+  ssh_interface = "session_manager"
+  ssh_username  = var.ssh_username
+  ssh_timeout   = "20m"
+
+  temporary_key_pair_type = "ed25519"
+
+  # Baking needs no GPU: cheap CPU spot capacity, any of these types.
+  spot_price          = "auto"
+  spot_instance_types = var.instance_types
+
+  # Modern spot builds use a CreateFleet: let it pick the deepest, cheapest pools.
+  spot_allocation_strategy = "price-capacity-optimized"
+
+  # IMDSv2 only, on the build instance and on every instance launched from the AMI.
+  imds_support = "v2.0"
+  metadata_options {
+    http_endpoint               = "enabled"
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 1
+  }
+
+  launch_block_device_mappings {
+    device_name           = "/dev/sda1"
+    volume_type           = "gp3"
+    volume_size           = var.root_volume_gib
+    iops                  = 3000
+    throughput            = 250
+    encrypted             = true
+    kms_key_id            = var.kms_key_id
+    delete_on_termination = true
+  }
+
+  # Big AMIs take a while to snapshot: wait up to two hours instead of the default ten minutes.
+  aws_polling {
+    delay_seconds = 15
+    max_attempts  = 480
+  }
+
+  tags            = local.tags
+  snapshot_tags   = local.tags
+  run_tags        = merge(local.tags, { Name = "bakery-build-${var.image_name}" })
+  run_volume_tags = local.tags
+}
