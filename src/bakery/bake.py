@@ -179,11 +179,6 @@ def bake(
         region = aws.region()
         ec2, ssm = aws.client("ec2"), aws.client("ssm")
         aws.check_instance_types(ec2, image, "build")
-        placed = build_network(ec2, choice, say)
-        document = profile_document(image)
-        named = image.build.network.instance_profile
-        if named:
-            instanceprofile.check_named(aws.client("iam"), named, "build.instance_profile")
         parameter = None
         if use_emulator and image.base.ssm_parameter:
             parameter = local.stand_in_base(ssm, ec2, image.base.ssm_parameter, say)
@@ -210,6 +205,12 @@ def bake(
                 use_emulator,
             )
 
+        # Where it builds, checked before anything is made (a skipped bake needs no network).
+        placed = build_network(ec2, choice, say)
+        document = profile_document(image)
+        named = image.build.network.instance_profile
+        if named:
+            instanceprofile.check_named(aws.client("iam"), named, "build.instance_profile")
         build_id = new_build_id()
         variables = {"region": region, "source_ami": base.ami_id, "build_id": build_id}
         variables |= placed | {"iam_instance_profile": named or ""}

@@ -41,6 +41,10 @@ def spec(kind: str, tag_list: list[dict[str, str]]) -> list[dict]:
 
 @pytest.fixture
 def leftovers(emulator: str) -> dict[str, str]:
+    # Seven hours after the leftovers are made, not after this module was imported: a long
+    # suite runs other modules in between.
+    global LATER
+    LATER = dt.datetime.now(dt.UTC) + dt.timedelta(hours=7)
     ec2 = boto3.client("ec2", BUILD)
     made: dict[str, str] = {}
 
