@@ -101,6 +101,8 @@ def test_oldest_packer_refuses_each_modern_only_setting(
     modern_under_old_packer: dict[str, str], rendering: str, construct: str
 ) -> None:
     assert construct in modern_under_old_packer[f"{rendering} sources"]
+
+
 @pytest.mark.parametrize("which", list(BINARIES))
 def test_session_manager_template_validates_with_the_network_and_profile(
     tmp_path: Path, which: str
