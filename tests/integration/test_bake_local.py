@@ -255,13 +255,16 @@ def test_no_default_vpc_and_no_subnet_is_one_line_saying_what_to_pass(emulator: 
     assert amis() == [] and live_resources() == {"instances": [], "groups": []}
 
 
-@pytest.mark.parametrize("how", ["id", "tag"])
+@pytest.mark.parametrize(("how", "which"), [("id", "oldest"), ("tag", "modern")])
 def test_bake_in_a_private_subnet_of_an_account_without_a_default_vpc(
-    emulator: str, how: str
+    emulator: str, how: str, which: str
 ) -> None:
+    packer_bin = {"oldest": oldest_packer, "modern": modern_packer}[which]()
     private = network_support.locked_down()
     subnet = private.subnet_id if how == "id" else "tag:Tier=private"
-    result = invoke("bake", "--image", IMAGE, "--local", "--subnet", subnet)
+    result = invoke(
+        "bake", "--image", IMAGE, "--local", "--subnet", subnet, env={"PACKER": packer_bin}
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (
         f"bake: build instance in {private.subnet_id} ({private.zone}, {private.vpc_id}; --subnet)"
