@@ -50,6 +50,7 @@ STEPS: list[tuple[str, list[str]]] = [
         [
             "OLLAMA_VERSION=${var.ollama_version}",
             "OLLAMA_SHA256=${var.ollama_sha256}",
+            "OLLAMA_DOWNLOAD_URL=${var.ollama_download_url}",
             "OLLAMA_KEEP_ALIVE=${var.ollama_keep_alive}",
             "OLLAMA_WAIT_FOR_GPU=${var.gpu}",
         ],
@@ -141,6 +142,7 @@ def variables(image: ImageDef, target: str) -> dict[str, Any]:
         values |= {
             "ollama_version": image.ollama.version,
             "ollama_sha256": image.ollama.sha256,
+            "ollama_download_url": image.ollama.url,
             "ollama_keep_alive": image.ollama.keep_alive,
             "ollama_pull": " ".join(m.name for m in image.models if not m.gguf_url),
             "ollama_import": " ".join(

@@ -348,6 +348,19 @@ def bare_digest(digest: str) -> str:
     return digest.lower().removeprefix("sha256:")
 
 
+def bake_record(host: Any, path: str) -> dict[str, str] | None:
+    """{model: digest} of the bake's record on the host (pull-models.sh's models.json); None
+    when the file is missing."""
+    f = host.file(path)
+    if not f.exists:
+        return None
+    try:
+        entries = json.loads(f.content_string)
+        return {model_key(e["name"]): e["digest"] for e in entries}
+    except (ValueError, KeyError, TypeError) as e:
+        pytest.fail(f"{path} is not the bake's record of models: {e}", pytrace=False)
+
+
 def parse_ollama_versions(text: str) -> list[str]:
     """Versions in `ollama --version` output ('ollama version is X', 'client version is Y')."""
     return re.findall(r"version is v?(\S+)", text)

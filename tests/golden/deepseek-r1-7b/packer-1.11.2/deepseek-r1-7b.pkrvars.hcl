@@ -12,6 +12,7 @@ nvidia_driver_branch  = "580"
 nvidia_driver_install = false
 ollama_version        = "0.13.1"
 ollama_sha256         = "4997753db0c578d24f8fc95d1538741609d72529ab6e913ecbf910ae919b0232"
+ollama_download_url   = "https://github.com/ollama/ollama/releases/download/v0.13.1/ollama-linux-amd64.tgz"
 ollama_keep_alive     = "-1"
 ollama_pull           = "deepseek-r1:7b"
 ollama_import         = ""
