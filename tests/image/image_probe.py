@@ -530,13 +530,18 @@ def _float(text: str) -> float | None:
         return None
 
 
-def generate(host: Any, address: str, model: str, timeout_s: int) -> Generation:
-    body = {
+def generation_request(model: str) -> dict[str, Any]:
+    """The body of the generation the suite times (benchmarks/serve.py times the same one)."""
+    return {
         "model": model,
         "prompt": "Why is the sky blue? Answer in one short paragraph.",
         "stream": True,
         "options": {"num_predict": 200, "temperature": 0, "seed": 42},
     }
+
+
+def generate(host: Any, address: str, model: str, timeout_s: int) -> Generation:
+    body = generation_request(model)
     url = f"http://{url_host(address)}/api/generate"
     # curl gets a little more than the budget, so an overrun is measured, not cut short.
     r = host.run(
