@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tiny_gguf
 import tooling
 
 from bakery import expectations
@@ -124,6 +123,8 @@ def ollama_tarball() -> tooling.OllamaRelease:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
     """The tiny qwen2 GGUF (tests/tiny_gguf.py), made once per session."""
+    import tiny_gguf  # numpy and gguf: only for the sessions that need the model
+
     path = tmp_path_factory.mktemp("tiny-model") / "tiny-qwen2.gguf"
     return TinyModel(path, tiny_gguf.write(path))
 
