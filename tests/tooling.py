@@ -173,17 +173,20 @@ def tiny_definition(out_dir: Path, release: OllamaRelease, gguf: Path, gguf_sha2
 
 def step_env(image: Any, script: str) -> dict[str, str]:
     """The environment render.STEPS gives a provisioning script, its ${var.x} resolved from the
-    definition's Packer variables (what Packer passes to the script on the build host)."""
+    definition's Packer variables (what Packer passes to the script on the build instance).
+    The sandbox runs on the machine that bakes, so the files a bake would upload to the
+    staging folder are where they already are: their staged file:// URLs point back there."""
     from bakery import render
 
-    values = render.variables(image, local=False)
+    values = render.variables(image, "aws")
     (env,) = [e for s, e in render.STEPS if s == script]
     out = {}
     for item in env:
         key, _, template = item.partition("=")
-        out[key] = re.sub(
-            r"\$\{var\.(\w+)\}", lambda m: _packer_string(values[m.group(1)]), template
-        )
+        value = re.sub(r"\$\{var\.(\w+)\}", lambda m: _packer_string(values[m.group(1)]), template)
+        for local in render.uploads(image):
+            value = value.replace(f"file://{render.STAGING}/{Path(local).name}", f"file://{local}")
+        out[key] = value
     return out
 
 

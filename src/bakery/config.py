@@ -90,6 +90,10 @@ class Ollama:
     keep_alive: str
     url: str  # the release archive (.tgz or .tar.zst); default: GitHub's release of version
 
+    @property
+    def archive(self) -> Download:
+        return Download(self.url, self.sha256)
+
 
 def release_url(version: str) -> str:
     return f"https://github.com/ollama/ollama/releases/download/v{version}/ollama-linux-amd64.tgz"
@@ -100,6 +104,14 @@ class Model:
     name: str
     gguf_url: str | None = None
     gguf_sha256: str | None = None
+
+    @property
+    def gguf(self) -> Download | None:
+        return (
+            Download(self.gguf_url, self.gguf_sha256)
+            if self.gguf_url and self.gguf_sha256
+            else None
+        )
 
 
 @dataclass(frozen=True)
@@ -632,6 +644,14 @@ def _parse(path: Path, name: str, data: dict[str, Any]) -> ImageDef:
     top.taken.add("ansible")
     playbooks = _playbooks(path, data.get("ansible"))
     top.done()
+    _one_file_per_name(
+        path,
+        [
+            ("ollama.url", ollama.archive),
+            *((f"models[{i}].gguf.url", m.gguf) for i, m in enumerate(models)),
+            ("ui.archive.url", ui.archive),
+        ],
+    )
     return ImageDef(
         name,
         path,
@@ -649,6 +669,23 @@ def _parse(path: Path, name: str, data: dict[str, Any]) -> ImageDef:
         qemu,
         playbooks,
     )
+
+
+def _one_file_per_name(path: Path, downloads: list[tuple[str, Download | None]]) -> None:
+    """The bake uploads the build host's file:// files into one folder, by file name."""
+    seen: dict[str, tuple[str, Path]] = {}
+    for key, download in downloads:
+        local = download.local_path if download else None
+        if local is None:
+            continue
+        if local.name in seen and seen[local.name][1] != local:
+            raise ConfigError(
+                path,
+                key,
+                f"file://{local} has the file name of {seen[local.name][0]} (file://"
+                f"{seen[local.name][1]}): the bake uploads both into one folder; rename one",
+            )
+        seen[local.name] = (key, local)
 
 
 def names(images_dir: Path = IMAGES_DIR) -> list[str]:

@@ -109,7 +109,8 @@ def staged(download: Download | None) -> str:
 
 def uploads(image: ImageDef) -> list[str]:
     """The build host's files the bake uploads to STAGING (the definition's file:// URLs)."""
-    found = [d.local_path for d in (image.ui.archive,) if d and d.local_path]
+    downloads = (image.ui.archive, image.ollama.archive, *(m.gguf for m in image.models))
+    found = [d.local_path for d in downloads if d and d.local_path]
     return sorted({str(p) for p in found})
 
 
@@ -142,11 +143,11 @@ def variables(image: ImageDef, target: str) -> dict[str, Any]:
         values |= {
             "ollama_version": image.ollama.version,
             "ollama_sha256": image.ollama.sha256,
-            "ollama_download_url": image.ollama.url,
+            "ollama_download_url": staged(image.ollama.archive),
             "ollama_keep_alive": image.ollama.keep_alive,
             "ollama_pull": " ".join(m.name for m in image.models if not m.gguf_url),
             "ollama_import": " ".join(
-                f"{m.name}|{m.gguf_url}|{m.gguf_sha256}" for m in image.models if m.gguf_url
+                f"{m.name}|{staged(m.gguf)}|{m.gguf.sha256}" for m in image.models if m.gguf
             ),
             "ui_image": image.ui.image or "",
             "ui_git_url": image.ui.git or "",

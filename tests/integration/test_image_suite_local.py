@@ -179,6 +179,7 @@ def test_every_check_ran_to_an_outcome(run: Run) -> None:
     modules = {c.module for c in run.cases.values()}
     assert modules == {
         "test_image_gpu", "test_image_ollama", "test_image_ui", "test_image_hardening",
+        "test_image_boot", "test_image_playbooks",
     }  # fmt: skip
     names = {c.name.split("[")[0] for c in run.cases.values()}
     for check in (

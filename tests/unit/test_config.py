@@ -116,12 +116,12 @@ CASES = [
         id="no-models",
     ),
     pytest.param(
-        GOOD.replace('[ui]\n', "[uii]\n"),
+        GOOD.replace("[ui]\n", "[uii]\n"),
         "ui: is required (a table)",
         id="missing-table",
     ),
     pytest.param(
-        GOOD + '\n[qemu]\nmemory_mib = 1024\n',
+        GOOD + "\n[qemu]\nmemory_mib = 1024\n",
         "qemu.base: is required: a disk image {url, sha256}",
         id="qemu-without-base",
     ),
@@ -203,6 +203,17 @@ def test_gguf_url_must_be_s3_https_or_absolute_file(tmp_path: Path, url: str) ->
     )
     assert (
         f"models[0].gguf.url: '{url}' is not an s3://, https:// or file:///absolute/path URL"
+        in error_of(write(tmp_path, text))
+    )
+
+
+def test_file_urls_need_distinct_file_names(tmp_path: Path) -> None:
+    text = edit('keep_alive = "-1"', 'keep_alive = "-1"\nurl = "file:///srv/a/m.tgz"').replace(
+        '[[models]]\nname = "deepseek-r1:7b"',
+        f'[[models]]\nname = "team-model"\ngguf = {{ url = "file:///srv/b/m.tgz", sha256 = "{"b" * 64}" }}',
+    )
+    assert (
+        "models[0].gguf.url: file:///srv/b/m.tgz has the file name of ollama.url (file:///srv/a/m.tgz)"
         in error_of(write(tmp_path, text))
     )
 
