@@ -6,8 +6,8 @@
 # The download is skipped when the installed ollama already reports OLLAMA_VERSION.
 # Env: OLLAMA_VERSION (e.g. 0.13.1), OLLAMA_SHA256 (of the archive at OLLAMA_DOWNLOAD_URL),
 #      OLLAMA_KEEP_ALIVE (e.g. -1, 5m), BAKERY_ROOTFS,
-#      OLLAMA_DOWNLOAD_URL (optional; https:// or file://; default: the GitHub release's
-#      ollama-linux-amd64.tgz of OLLAMA_VERSION),
+#      OLLAMA_DOWNLOAD_URL (optional; https://, or file:// of a file on this host; default:
+#      the GitHub release's ollama-linux-amd64.tgz of OLLAMA_VERSION),
 #      OLLAMA_WAIT_FOR_GPU (true, the default: the unit waits for the NVIDIA device; false).
 set -o errexit -o nounset -o pipefail
 

@@ -72,7 +72,7 @@ variable "ollama_sha256" {
 
 variable "ollama_download_url" {
   type        = string
-  description = "The Ollama release archive (.tgz or .tar.zst): https://, or file:// on the build host."
+  description = "The Ollama release archive (.tgz or .tar.zst): https://, or file:// of the staged upload."
 }
 
 variable "ollama_keep_alive" {
