@@ -25,7 +25,7 @@ COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 DIGEST_REF_RE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*@sha256:[0-9a-f]{64}$")
 MODEL_RE = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9._-]+)?$")
 VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
-# install-ollama.sh unpacks by the suffix; file:// is a file already on the build host.
+# install-ollama.sh unpacks by the suffix; file:// names a file of the machine that bakes.
 OLLAMA_URL_RE = re.compile(r"^(https://\S+|file:///\S+)\.(tgz|tar\.zst)$")
 GGUF_URL_RE = re.compile(r"^((s3|https)://|file:///)[^\s|]+$")  # | separates OLLAMA_IMPORT's fields
 ACCOUNT_RE = re.compile(r"^\d{12}$")
