@@ -132,5 +132,5 @@ def test_build_host_files_are_uploaded_and_fetched_from_staging(tmp_path: Path) 
     assert values["uploads"] == ["/srv/m/team.gguf", "/srv/o/ollama.tgz"]
     assert values["ollama_download_url"] == f"file://{render.STAGING}/ollama.tgz"
     assert values["ollama_import"] == f"team|file://{render.STAGING}/team.gguf|{sha}"
-    build = (render.render(image, (1, 11, 2), out=tmp_path / "out").directory / "build.pkr.hcl")
+    build = render.render(image, (1, 11, 2), out=tmp_path / "out").directory / "build.pkr.hcl"
     assert 'destination = "/tmp/bakery-files/"' in build.read_text()
