@@ -176,8 +176,6 @@ def step_env(image: Any, script: str) -> dict[str, str]:
     definition's Packer variables (what Packer passes to the script on the build instance).
     The sandbox runs on the machine that bakes, so the files a bake would upload to the
     staging folder are where they already are: their staged file:// URLs point back there."""
-    from bakery import render
-
     values = render.variables(image, "aws")
     (env,) = [e for s, e in render.STEPS if s == script]
     out = {}
