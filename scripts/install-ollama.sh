@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Step 3: Ollama from its release tarball, checked against a pinned sha256 before anything is
+# Step 3: Ollama from its release archive, checked against a pinned sha256 before anything is
 # extracted, with the `ollama` system user and a systemd unit that waits for the GPU.
+# The archive is a .tgz or (Ollama >= 0.14 also ships it) a .tar.zst, told apart by the URL's
+# suffix; the sha256 is of the file as downloaded. A .tar.zst needs zstd on the build host.
 # The download is skipped when the installed ollama already reports OLLAMA_VERSION.
-# Env: OLLAMA_VERSION (e.g. 0.13.1), OLLAMA_SHA256 (of ollama-linux-amd64.tgz),
+# Env: OLLAMA_VERSION (e.g. 0.13.1), OLLAMA_SHA256 (of the archive at OLLAMA_DOWNLOAD_URL),
 #      OLLAMA_KEEP_ALIVE (e.g. -1, 5m), BAKERY_ROOTFS,
-#      OLLAMA_DOWNLOAD_URL (optional; default: the GitHub release of OLLAMA_VERSION),
+#      OLLAMA_DOWNLOAD_URL (optional; https://, or file:// of a file on this host; default:
+#      the GitHub release's ollama-linux-amd64.tgz of OLLAMA_VERSION),
 #      OLLAMA_WAIT_FOR_GPU (true, the default: the unit waits for the NVIDIA device; false).
 set -o errexit -o nounset -o pipefail
 
 : "${OLLAMA_VERSION:?is required, e.g. 0.13.1}"
-: "${OLLAMA_SHA256:?is required: the sha256 of ollama-linux-amd64.tgz (listed in sha256sum.txt of the release)}"
+: "${OLLAMA_SHA256:?is required: the sha256 of the archive (listed in sha256sum.txt of the release)}"
 : "${OLLAMA_KEEP_ALIVE:?is required, e.g. -1 (keep models loaded) or 5m}"
 : "${BAKERY_ROOTFS:?is required: the directory Packer uploaded scripts/rootfs to}"
 
@@ -61,6 +64,11 @@ installed_version() {
 [[ $OLLAMA_WAIT_FOR_GPU == true || $OLLAMA_WAIT_FOR_GPU == false ]] ||
   die "OLLAMA_WAIT_FOR_GPU must be true or false, got '$OLLAMA_WAIT_FOR_GPU'"
 [[ -d $BAKERY_ROOTFS ]] || die "BAKERY_ROOTFS=$BAKERY_ROOTFS is not a directory"
+case $URL in
+  *.tgz) compression=--gzip archive=ollama.tgz ;;
+  *.tar.zst) compression=--zstd archive=ollama.tar.zst ;;
+  *) die "OLLAMA_DOWNLOAD_URL must name a .tgz or .tar.zst archive, got '$URL'" ;;
+esac
 
 workdir=$(mktemp -d -t bakery-ollama.XXXXXX)
 trap 'rm -rf "$workdir"' EXIT
@@ -69,17 +77,21 @@ current=$(installed_version)
 if [[ $current == "$OLLAMA_VERSION" ]]; then
   log "ollama $OLLAMA_VERSION is already installed"
 else
+  if [[ $compression == --zstd ]] && ! command -v zstd >/dev/null; then
+    die "$URL is a .tar.zst, which needs zstd on the build host (apt-get install zstd)," \
+      "or take the release's .tgz"
+  fi
   log "downloading ollama $OLLAMA_VERSION from $URL${current:+ (replacing $current)}"
   curl --fail --silent --show-error --location --retry 5 --retry-delay 5 \
-    --output "$workdir/ollama.tgz" "$URL"
-  actual=$(sha256sum "$workdir/ollama.tgz" | cut -d ' ' -f 1)
+    --output "$workdir/$archive" "$URL"
+  actual=$(sha256sum "$workdir/$archive" | cut -d ' ' -f 1)
   [[ $actual == "$EXPECTED_SHA256" ]] ||
     die "sha256 mismatch for $URL: expected $EXPECTED_SHA256, got $actual; nothing was installed"
   # Runners of an older release must not be mixed with the new ones.
   rm -rf "${ROOT}/usr/lib/ollama"
   mkdir -p "${ROOT}/usr"
   # Owned by root whoever built the archive; /usr/bin and /usr/lib keep their own owner and mode.
-  tar --extract --file "$workdir/ollama.tgz" --directory "${ROOT}/usr" \
+  tar --extract "$compression" --file "$workdir/$archive" --directory "${ROOT}/usr" \
     --no-same-owner --no-overwrite-dir
   current=$(installed_version)
   [[ $current == "$OLLAMA_VERSION" ]] ||

@@ -215,7 +215,10 @@ def bake(
         variables = {"region": region, "source_ami": base.ami_id, "build_id": build_id}
         variables |= placed | {"iam_instance_profile": named or ""}
         variables |= (
-            {"ec2_endpoint": str(endpoint)} if use_emulator else {"scripts_dir": str(SCRIPTS)}
+            {"ec2_endpoint": str(endpoint)}
+            if use_emulator
+            # The build host's files for file:// URLs: plumbing, so -var, not fingerprinted.
+            else {"scripts_dir": str(SCRIPTS), "uploads": json.dumps(render.uploads(image))}
         )
         if packer_version >= render.MODERN:
             packer.check(packer.init_command(packer_bin, rendered), "init")

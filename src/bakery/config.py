@@ -25,6 +25,9 @@ COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 DIGEST_REF_RE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*@sha256:[0-9a-f]{64}$")
 MODEL_RE = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9._-]+)?$")
 VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
+# install-ollama.sh unpacks by the suffix; file:// names a file of the machine that bakes.
+OLLAMA_URL_RE = re.compile(r"^(https://\S+|file:///\S+)\.(tgz|tar\.zst)$")
+GGUF_URL_RE = re.compile(r"^((s3|https)://|file:///)[^\s|]+$")  # | separates OLLAMA_IMPORT's fields
 ACCOUNT_RE = re.compile(r"^\d{12}$")
 ORG_ARN_RE = re.compile(r"^arn:aws:organizations::\d{12}:organization/o-[a-z0-9]{10,32}$")
 OU_ARN_RE = re.compile(
@@ -108,8 +111,17 @@ class Nvidia:
 @dataclass(frozen=True)
 class Ollama:
     version: str
-    sha256: str
+    sha256: str  # of the file at url, as downloaded
     keep_alive: str
+    url: str  # the release archive (.tgz or .tar.zst); default: GitHub's release of version
+
+    @property
+    def archive(self) -> Download:
+        return Download(self.url, self.sha256)
+
+
+def release_url(version: str) -> str:
+    return f"https://github.com/ollama/ollama/releases/download/v{version}/ollama-linux-amd64.tgz"
 
 
 @dataclass(frozen=True)
@@ -117,6 +129,14 @@ class Model:
     name: str
     gguf_url: str | None = None
     gguf_sha256: str | None = None
+
+    @property
+    def gguf(self) -> Download | None:
+        return (
+            Download(self.gguf_url, self.gguf_sha256)
+            if self.gguf_url and self.gguf_sha256
+            else None
+        )
 
 
 @dataclass(frozen=True)
@@ -526,7 +546,7 @@ def _models(path: Path, data: Any) -> tuple[Model, ...]:
         name = t.text("name", MODEL_RE, what="an Ollama model reference (e.g. deepseek-r1:7b)")
         gguf = t.table("gguf", required=False)
         url = gguf.text(
-            "url", re.compile(r"^(s3|https)://\S+$"), None, what="an s3:// or https:// URL"
+            "url", GGUF_URL_RE, None, what="an s3://, https:// or file:///absolute/path URL"
         )
         sha = gguf.text("sha256", SHA256_RE, None, what="a sha256 (64 lowercase hex)")
         if (url is None) != (sha is None):
@@ -628,11 +648,22 @@ def _parse(path: Path, name: str, data: dict[str, Any]) -> ImageDef:
     n.done()
 
     o = top.table("ollama")
+    version = o.text("version", VERSION_RE, what="a release version (e.g. 0.13.1)")
     ollama = Ollama(
-        o.text("version", VERSION_RE, what="a release version (e.g. 0.13.1)"),
-        o.text("sha256", SHA256_RE, what="the sha256 of ollama-linux-amd64.tgz (64 lowercase hex)"),
+        version,
+        o.text(
+            "sha256",
+            SHA256_RE,
+            what="the sha256 of the archive at ollama.url (64 lowercase hex)",
+        ),
         o.text(
             "keep_alive", re.compile(r"^-?\d+[smh]?$"), "-1", what="a duration (e.g. -1, 30m, 24h)"
+        ),
+        o.text(
+            "url",
+            OLLAMA_URL_RE,
+            release_url(version),
+            what="an https:// or file:/// URL of a .tgz or .tar.zst release archive",
         ),
     )
     o.done()
@@ -709,6 +740,14 @@ def _parse(path: Path, name: str, data: dict[str, Any]) -> ImageDef:
     top.taken.add("ansible")
     playbooks = _playbooks(path, data.get("ansible"))
     top.done()
+    _one_file_per_name(
+        path,
+        [
+            ("ollama.url", ollama.archive),
+            *((f"models[{i}].gguf.url", m.gguf) for i, m in enumerate(models)),
+            ("ui.archive.url", ui.archive),
+        ],
+    )
     return ImageDef(
         name,
         path,
@@ -726,6 +765,23 @@ def _parse(path: Path, name: str, data: dict[str, Any]) -> ImageDef:
         qemu,
         playbooks,
     )
+
+
+def _one_file_per_name(path: Path, downloads: list[tuple[str, Download | None]]) -> None:
+    """The bake uploads the build host's file:// files into one folder, by file name."""
+    seen: dict[str, tuple[str, Path]] = {}
+    for key, download in downloads:
+        local = download.local_path if download else None
+        if local is None:
+            continue
+        if local.name in seen and seen[local.name][1] != local:
+            raise ConfigError(
+                path,
+                key,
+                f"file://{local} has the file name of {seen[local.name][0]} (file://"
+                f"{seen[local.name][1]}): the bake uploads both into one folder; rename one",
+            )
+        seen[local.name] = (key, local)
 
 
 def names(images_dir: Path = IMAGES_DIR) -> list[str]:

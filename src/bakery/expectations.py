@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from .config import ImageDef
 from .errors import BakeryError
 
 OLLAMA_ADDRESS = "127.0.0.1:11434"  # Ollama's own default; the image never exposes it
+RECORD = "/var/lib/bakery/models.json"  # the bake's record of the models (pull-models.sh)
 UI_IMAGE = userdata.UI_IMAGE  # the tag the bake gives the UI's container image
 DIGEST_RE = re.compile(r"^(sha256:)?[0-9a-f]{64}$")
 DRIVER_RE = re.compile(r"^\d+\.\d+(\.\d+)*$")
@@ -65,6 +67,9 @@ def expectations(
             "version": image.ollama.version,
             "address": OLLAMA_ADDRESS,
             "keep_alive": image.ollama.keep_alive,
+            # BAKERY_ROOT prefixes the host's paths, as in the provisioning scripts and the
+            # user-data: tests point it at a sandbox root served by local://.
+            "record": os.environ.get("BAKERY_ROOT", "") + RECORD,
             "models": [{"name": name, "digest": digest(name)} for name in image.model_names],
             "generation_timeout_s": image.verify.generation_timeout_s,
         },

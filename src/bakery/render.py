@@ -53,6 +53,7 @@ STEPS: list[tuple[str, list[str]]] = [
         [
             "OLLAMA_VERSION=${var.ollama_version}",
             "OLLAMA_SHA256=${var.ollama_sha256}",
+            "OLLAMA_DOWNLOAD_URL=${var.ollama_download_url}",
             "OLLAMA_KEEP_ALIVE=${var.ollama_keep_alive}",
             "OLLAMA_WAIT_FOR_GPU=${var.gpu}",
         ],
@@ -111,7 +112,8 @@ def staged(download: Download | None) -> str:
 
 def uploads(image: ImageDef) -> list[str]:
     """The build host's files the bake uploads to STAGING (the definition's file:// URLs)."""
-    found = [d.local_path for d in (image.ui.archive,) if d and d.local_path]
+    downloads = (image.ui.archive, image.ollama.archive, *(m.gguf for m in image.models))
+    found = [d.local_path for d in downloads if d and d.local_path]
     return sorted({str(p) for p in found})
 
 
@@ -145,17 +147,17 @@ def variables(image: ImageDef, target: str) -> dict[str, Any]:
         values |= {
             "ollama_version": image.ollama.version,
             "ollama_sha256": image.ollama.sha256,
+            "ollama_download_url": staged(image.ollama.archive),
             "ollama_keep_alive": image.ollama.keep_alive,
             "ollama_pull": " ".join(m.name for m in image.models if not m.gguf_url),
             "ollama_import": " ".join(
-                f"{m.name}|{m.gguf_url}|{m.gguf_sha256}" for m in image.models if m.gguf_url
+                f"{m.name}|{staged(m.gguf)}|{m.gguf.sha256}" for m in image.models if m.gguf
             ),
             "ui_image": image.ui.image or "",
             "ui_git_url": image.ui.git or "",
             "ui_git_commit": image.ui.commit or "",
             "ui_archive_url": staged(image.ui.archive),
             "ui_archive_sha256": image.ui.archive.sha256 if image.ui.archive else "",
-            "uploads": uploads(image),
             "min_free_disk_gib": image.verify.min_free_disk_gib,
         }
     return values

@@ -84,6 +84,8 @@ def load_expectations(path: str) -> dict[str, Any]:
     except ValueError as e:
         raise pytest.UsageError(f"--expect: ollama.address: {e}") from None
     _need(data, "ollama.keep_alive", str)
+    if not _need(data, "ollama.record", str).startswith("/"):
+        raise pytest.UsageError("--expect: ollama.record must be an absolute path on the host")
     models = _need(data, "ollama.models", list)
     if not models:
         raise pytest.UsageError("--expect: ollama.models must list at least one model")

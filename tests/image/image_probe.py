@@ -348,6 +348,19 @@ def bare_digest(digest: str) -> str:
     return digest.lower().removeprefix("sha256:")
 
 
+def bake_record(host: Any, path: str) -> dict[str, str] | None:
+    """{model: digest} of the bake's record on the host (pull-models.sh's models.json); None
+    when the file is missing."""
+    f = host.file(path)
+    if not f.exists:
+        return None
+    try:
+        entries = json.loads(f.content_string)
+        return {model_key(e["name"]): e["digest"] for e in entries}
+    except (ValueError, KeyError, TypeError) as e:
+        pytest.fail(f"{path} is not the bake's record of models: {e}", pytrace=False)
+
+
 def parse_ollama_versions(text: str) -> list[str]:
     """Versions in `ollama --version` output ('ollama version is X', 'client version is Y')."""
     return re.findall(r"version is v?(\S+)", text)
@@ -556,13 +569,18 @@ def load(host: Any, address: str, model: str) -> tuple[float | None, str]:
     return (end - start if start is not None and end is not None else None), ""
 
 
-def generate(host: Any, address: str, model: str, timeout_s: int) -> Generation:
-    body = {
+def generation_request(model: str) -> dict[str, Any]:
+    """The body of the generation the suite times (benchmarks/serve.py times the same one)."""
+    return {
         "model": model,
         "prompt": "Why is the sky blue? Answer in one short paragraph.",
         "stream": True,
         "options": {"num_predict": 200, "temperature": 0, "seed": 42},
     }
+
+
+def generate(host: Any, address: str, model: str, timeout_s: int) -> Generation:
+    body = generation_request(model)
     url = f"http://{url_host(address)}/api/generate"
     # The budget is for a loaded model: a model not loaded yet is loaded first, timed apart.
     loaded, why = loaded_models(host, address)

@@ -49,6 +49,7 @@ expect = {
         "version": "0.13.1",
         "address": "127.0.0.1:11434",
         "keep_alive": "-1",
+        "record": "/var/lib/bakery/models.json",
         "models": [{"name": "deepseek-r1:7b", "digest": None}],
         "generation_timeout_s": 120,
     },

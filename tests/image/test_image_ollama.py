@@ -1,5 +1,6 @@
 """Ollama as the image serves it: pinned version, systemd unit, loopback only, keep-alive,
-the baked models with their recorded digests, and a real generation on the GPU.
+the baked models with their recorded digests, a real generation (on whatever the host has:
+its time budget and tokens/s hold on a CPU too), and the model in GPU memory.
 
 On a baked image Ollama's absence is a defect, so every test here starts with
 `ollama.require()` (or `ollama.up()`) and fails with "ollama is not installed" when the
@@ -54,12 +55,27 @@ def test_ollama_unit_active(
     assert r.stdout.strip() == "active", f"{UNIT} is {r.stdout.strip() or 'unknown'}: {status}"
 
 
-def _ollama_serve_pid(host: Any, comms: dict[int, str]) -> int:
-    for pid in probe.ollama_pids(comms):
-        cmdline = host.run("tr '\\0' ' ' < /proc/%s/cmdline", str(pid)).stdout
-        if " serve" in f" {cmdline}":
-            return pid
-    pytest.fail("no `ollama serve` process runs on the host", pytrace=False)
+def _ollama_serve_pid(
+    host: Any, root: probe.Root, ollama: probe.Ollama, comms: dict[int, str]
+) -> int:
+    """The `ollama serve` that listens on the expected address (the first one, when the
+    sockets' owners cannot be read)."""
+    serves = [
+        pid
+        for pid in probe.ollama_pids(comms)
+        if " serve" in " " + host.run("tr '\\0' ' ' < /proc/%s/cmdline", str(pid)).stdout
+    ]
+    if not serves:
+        pytest.fail("no `ollama serve` process runs on the host", pytrace=False)
+    ip, port = probe.split_address(ollama.address)
+    if root.available:
+        owners = probe.socket_owners(root)
+        for listener in probe.tcp_listeners(host):
+            if (listener.ip, listener.port) == (ip, port):
+                holders = [pid for pid in serves if pid in owners.get(listener.inode, ())]
+                if holders:
+                    return holders[0]
+    return serves[0]
 
 
 def test_ollama_keep_alive(
@@ -71,7 +87,7 @@ def test_ollama_keep_alive(
 ) -> None:
     """The server runs with the configured OLLAMA_KEEP_ALIVE (read from its environment)."""
     ollama.require()
-    pid = _ollama_serve_pid(host, comms)
+    pid = _ollama_serve_pid(host, root, ollama, comms)
     wanted = expect["ollama"]["keep_alive"]
     value = probe.parse_environ(root.run("cat /proc/%s/environ", str(pid)).stdout).get(
         "OLLAMA_KEEP_ALIVE"
@@ -213,11 +229,31 @@ def test_model_digest(model: dict[str, Any], ollama: probe.Ollama) -> None:
     )
 
 
+def test_model_digest_is_the_bakes(
+    host: Any, model: dict[str, Any], ollama: probe.Ollama, expect: dict[str, Any]
+) -> None:
+    """The digest /api/tags reports is the one the bake recorded on the image
+    (/var/lib/bakery/models.json, written by pull-models.sh): the model was not changed since."""
+    ollama.require()
+    path = expect["ollama"]["record"]
+    recorded = probe.bake_record(host, path)
+    if recorded is None:
+        pytest.fail(f"{path} is missing: the bake writes it (pull-models.sh)", pytrace=False)
+    name = probe.model_key(model["name"])
+    assert name in recorded, (
+        f"{model['name']} is not in the bake's record {path}; it lists {sorted(recorded) or 'none'}"
+    )
+    entry = ollama.tags().get(name)
+    assert entry is not None, f"{model['name']} is not in /api/tags"
+    assert probe.bare_digest(entry.get("digest", "")) == probe.bare_digest(recorded[name]), (
+        f"{model['name']} has digest {entry.get('digest')}, the bake recorded {recorded[name]} in {path}"
+    )
+
+
 def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
-@pytest.mark.gpu
 @pytest.mark.slow
 def test_generation_answers_within_budget(
     model: dict[str, Any],

@@ -6,6 +6,10 @@ without a daemon and no sshd. The suite must say so check by check: GPU checks s
 skip with the reason, and nothing that needs an absent piece passes. A socket this test opens
 on 0.0.0.0 must make the public-listener check fail and name its port.
 
+Then the same suite against the real Ollama serving the tiny test image, with a missing model
+and an altered bake record injected: the Ollama checks pass where the host holds, and fail
+naming the difference where it does not.
+
 The last tests feed the suite's parsers fixed inputs (tcp6 tables, streamed generations...)
 that this machine cannot produce.
 """
@@ -19,7 +23,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from ipaddress import ip_address
@@ -32,10 +35,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 SUITE = REPO / "tests" / "image"
 NO_GPU = "no NVIDIA GPU on this host"
-DOCKER_CHECKS = {
-    "test_ui_image_present", "test_ui_image_id", "test_ui_reads_configured_ollama_url_env",
-    "test_ui_not_published_beyond_loopback",
-}  # fmt: skip
 
 
 def _probe() -> ModuleType:
@@ -120,8 +119,9 @@ def _parse_junit(path: Path) -> dict[str, Case]:
     return cases
 
 
-def _run_suite(tmp: Path, expect: dict[str, Any], path_prefix: str = "") -> Run:
-    """The suite against this machine, with a socket listening on 0.0.0.0 meanwhile."""
+def _run_suite(tmp: Path, expect: dict[str, Any], path_prefix: str = "", select: str = "") -> Run:
+    """The suite against this machine, with a socket listening on 0.0.0.0 meanwhile; `select`
+    is a marker expression (-m)."""
     (tmp / "expect.json").write_text(json.dumps(expect))
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     if path_prefix:
@@ -137,6 +137,7 @@ def _run_suite(tmp: Path, expect: dict[str, Any], path_prefix: str = "") -> Run:
                 "--junitxml", str(tmp / "junit.xml"),
                 "--timings", str(tmp / "timings.json"),
                 "-p", "no:cacheprovider",
+                *(["-m", select] if select else []),
             ],
             cwd=REPO,
             capture_output=True,
@@ -150,12 +151,6 @@ def _run_suite(tmp: Path, expect: dict[str, Any], path_prefix: str = "") -> Run:
     )
     timings = json.loads((tmp / "timings.json").read_text())
     return Run(proc.returncode, output, _parse_junit(tmp / "junit.xml"), timings, port)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _bare_machine() -> None:
@@ -192,8 +187,6 @@ def test_every_check_ran_to_an_outcome(run: Run) -> None:
         "test_ollama_version", "test_ollama_unit_active", "test_model_digest",
         "test_generation_answers_within_budget", "test_model_fully_on_gpu",
         "test_ui_reads_configured_ollama_url_env", "test_nothing_listens_publicly_but_sshd",
-        "test_user_data_ready", "test_ui_answers", "test_ui_lists_models_through_ollama",
-        "test_driver_is_the_one_baked",
         "test_sshd_refuses_passwords", "test_free_disk_space",
     ):  # fmt: skip
         assert check in names, f"{check} is missing from the suite"
@@ -201,20 +194,20 @@ def test_every_check_ran_to_an_outcome(run: Run) -> None:
 
 def test_gpu_checks_skip_with_the_no_gpu_reason(run: Run) -> None:
     gpu = [c for c in run.cases.values() if "gpu" in c.markers]
-    assert len(gpu) >= 8, f"expected the 6 GPU checks and 2 generation checks, got {gpu}"
+    assert len(gpu) >= 7, f"expected the 6 GPU checks and the model-on-GPU check, got {gpu}"
     wrong = [str(c) for c in gpu if c.outcome != "skipped" or NO_GPU not in c.message]
     assert not wrong, wrong
 
 
 def test_ollama_checks_fail_not_installed(run: Run) -> None:
     ollama = [c for c in run.where("test_image_ollama") if "gpu" not in c.markers]
-    assert len(ollama) >= 9, ollama
+    assert len(ollama) >= 11, ollama
     wrong = [str(c) for c in ollama if c.outcome != "failed" or "not installed" not in c.message]
     assert not wrong, wrong
 
 
 def test_docker_checks_say_why_they_cannot_run(run: Run) -> None:
-    docker = [c for c in run.where("test_image_ui") if c.name in DOCKER_CHECKS]
+    docker = [c for c in run.where("test_image_ui") if c.name.startswith("test_ui_")]
     assert len(docker) == 4, docker
     if _which("docker") is None:
         wrong = [
@@ -239,7 +232,7 @@ def test_checks_of_absent_things_do_not_pass(run: Run) -> None:
     needs = [c for c in run.cases.values() if "gpu" in c.markers]
     needs += run.where("test_image_ollama")
     if not _docker_daemon_reachable():
-        needs += [c for c in run.where("test_image_ui") if c.name in DOCKER_CHECKS]
+        needs += [c for c in run.where("test_image_ui") if c.name.startswith("test_ui_")]
     if _which("sshd") is None:
         sshd = [c for c in run.cases.values() if c.name.startswith("test_sshd_")]
         assert sshd and all("sshd is not installed" in c.message for c in sshd), sshd
@@ -258,17 +251,6 @@ def test_public_listener_is_reported(run: Run) -> None:
     assert f"0.0.0.0:{run.public_port}" in case.message, case
 
 
-def test_boot_checks_skip_on_a_host_the_user_data_did_not_boot(run: Run) -> None:
-    boot = run.where("test_image_boot")
-    assert len(boot) == 4, boot
-    wrong = [
-        str(c)
-        for c in boot
-        if c.outcome != "skipped" or "not booted with the fleet's user-data" not in c.message
-    ]
-    assert not wrong, wrong
-
-
 def test_checks_that_can_run_here_do_run(run: Run) -> None:
     disk = run.cases["test_image_hardening::test_free_disk_space"]
     free_gib = shutil.disk_usage("/").free / 2**30
@@ -277,11 +259,12 @@ def test_checks_that_can_run_here_do_run(run: Run) -> None:
 
 def test_timings_are_null_with_reasons(run: Run) -> None:
     t = run.timings
-    for key in ("boot_to_ollama_ready_s", "cold_load_s", "ttft_s", "tokens_per_s", "gpu_name"):
+    for key in ("boot_to_ollama_ready_s", "ttft_s", "tokens_per_s", "gpu_name"):
         assert t[key] is None, (key, t)
         assert t["notes"][key], (key, t)
-    assert NO_GPU in t["notes"]["ttft_s"]
+    assert "not installed" in t["notes"]["ttft_s"]  # a generation needs Ollama, not a GPU
     assert "not installed" in t["notes"]["boot_to_ollama_ready_s"]
+    assert NO_GPU in t["notes"]["gpu_name"]
 
 
 def test_missing_expect_is_a_usage_error() -> None:
@@ -304,221 +287,87 @@ def test_missing_expect_is_a_usage_error() -> None:
     assert "needs --expect PATH" in proc.stderr
 
 
-# --- the same suite with a stand-in Ollama on PATH and on loopback --------------------------
-# A script named `ollama` (so its process is "ollama" in /proc/PID/comm) that answers
-# `--version` and serves /api/version, /api/tags, /api/ps and a streamed /api/generate. It
-# drives the Ollama checks past "not installed": where it listens, its environment, the models
-# and their digests, the readiness wait; and, through the probe, the streamed generation.
+# --- the same suite against the real Ollama, with mismatches injected -----------------------
+# The tiny test image's bake (tiny_bake: the real install-ollama.sh and pull-models.sh) served
+# by the real Ollama on a free loopback port. The expectations add a model the host does not
+# have, and the bake's record is a copy with the tiny model's digest altered: the checks must
+# pass where the host holds and fail, naming the difference, where it does not. The slow
+# checks (the generation, the boot wait) run in test_verify_host_ollama.py, through
+# `invoke verify --host local://` with nothing injected.
 
-DIGEST = "0a" * 32
-FAKE_OLLAMA = """#!{python}
-import json, os, sys, time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-if sys.argv[1:] == ["--version"]:
-    print("ollama version is 0.13.1")
-    sys.exit(0)
-assert sys.argv[1:] == ["serve"], sys.argv
-MODEL = {{"name": "deepseek-r1:7b", "model": "deepseek-r1:7b", "digest": "{digest}"}}
-LOADED = set()  # what /api/ps lists: a model loads on its first request
-
-
-class Handler(BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def send(self, body, kind="application/json"):
-        self.send_response(200)
-        self.send_header("Content-Type", kind)
-        self.end_headers()
-        self.wfile.write(body.encode())
-
-    def do_GET(self):
-        if self.path == "/api/version":
-            self.send(json.dumps({{"version": "0.13.1"}}))
-        elif self.path == "/api/tags":
-            self.send(json.dumps({{"models": [MODEL]}}))
-        elif self.path == "/api/ps":
-            loaded = [{{**MODEL, "size": 5, "size_vram": 5}}] if LOADED else []
-            self.send(json.dumps({{"models": loaded}}))
-        else:
-            self.send_error(404)
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        if body["model"] not in LOADED:
-            time.sleep(0.3)  # reading the weights
-            LOADED.add(body["model"])
-        if "prompt" not in body:  # a load only
-            self.send(json.dumps({{"model": body["model"], "done": True, "done_reason": "load"}}))
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-ndjson")
-        self.end_headers()
-        for word in ["", "The", " sky"]:
-            chunk = {{"model": body["model"], "response": word, "done": False}}
-            self.wfile.write((json.dumps(chunk) + "\\n").encode())
-            self.wfile.flush()
-            time.sleep(0.05)
-        last = {{"response": "", "done": True, "eval_count": 20, "eval_duration": 400000000}}
-        self.wfile.write((json.dumps(last) + "\\n").encode())
-
-
-host, port = os.environ["OLLAMA_HOST"].rsplit(":", 1)
-ThreadingHTTPServer((host, int(port)), Handler).serve_forever()
-"""
-
-
-# The UI as the fleet starts it, reduced to what the suite asks: its page, and Ollama's model
-# list through it (nextjs-ollama-llm-ui proxies /api/tags to OLLAMA_URL).
-FAKE_UI = """
-import os, urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-
-class Handler(BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        if self.path == "/":
-            body, kind = b"<!DOCTYPE html><html><body>chat</body></html>", "text/html"
-        elif self.path == "/api/tags":
-            body = urllib.request.urlopen(os.environ["OLLAMA_URL"] + "/api/tags").read()
-            kind = "application/json"
-        else:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", kind)
-        self.end_headers()
-        self.wfile.write(body)
-
-
-ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
-"""
+ABSENT = "qwen3:8b"
 
 
 @dataclass
-class FakeRun:
+class RealRun:
     run: Run
-    address: str
-    generation: Any
+    model: str
+    digest: str
 
 
 @pytest.fixture(scope="module")
-def fake(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    _bare_machine()
-    if not (_which("curl") and _which("bash")):
-        pytest.skip("curl and bash are needed on this machine to reach the stand-in Ollama")
-    tmp = tmp_path_factory.mktemp("fake-ollama")
-    bindir = tmp / "bin"
-    bindir.mkdir()
-    script = bindir / "ollama"
-    script.write_text(FAKE_OLLAMA.format(python=sys.executable, digest=DIGEST))
-    script.chmod(0o755)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        address = f"127.0.0.1:{s.getsockname()[1]}"
-    env = {**os.environ, "OLLAMA_HOST": address, "OLLAMA_KEEP_ALIVE": "-1"}
-    server = subprocess.Popen([str(script), "serve"], env=env)
-    ui_port = _free_port()
-    ui_env = {**os.environ, "OLLAMA_URL": f"http://{address}", "PORT": str(ui_port)}
-    ui = subprocess.Popen([sys.executable, "-c", FAKE_UI], env=ui_env)
-    try:
-        for port in (int(address.rsplit(":", 1)[1]), ui_port):
-            for _ in range(100):
-                with socket.socket() as s:
-                    if s.connect_ex(("127.0.0.1", port)) == 0:
-                        break
-                time.sleep(0.05)
-        expect = json.loads((SUITE / "expect.example.json").read_text())
-        expect["ollama"]["address"] = address
-        expect["ollama"]["models"] = [
-            {"name": "deepseek-r1:7b", "digest": DIGEST},
-            {"name": "qwen3:8b", "digest": None},  # not served: must fail
-        ]
-        expect["ui"]["port"] = ui_port
-        expect["booted_with_user_data"] = True  # the fake UI stands for what it starts
-        result = _run_suite(tmp, expect, path_prefix=str(bindir))
-        import testinfra
+def real(tmp_path_factory: pytest.TempPathFactory, tiny_bake: Any) -> Any:
+    from tooling import OllamaServer, free_port
 
-        local = testinfra.get_host("local://")
-        generation = probe.generate(local, address, "deepseek-r1:7b", 10)
-        yield FakeRun(result, address, generation)
-    finally:
-        for process in (server, ui):
-            process.terminate()
-            process.wait(timeout=10)
+    tmp = tmp_path_factory.mktemp("real-ollama")
+    address = f"127.0.0.1:{free_port()}"
+    (recorded,) = tiny_bake.record
+    tampered = tmp / "models.json"
+    tampered.write_text(json.dumps([{**recorded, "digest": "0" * 64}]))
+    expect = json.loads((SUITE / "expect.example.json").read_text())
+    expect["ollama"]["address"] = address
+    expect["ollama"]["record"] = str(tampered)
+    expect["ollama"]["models"] = [
+        {"name": tiny_bake.model, "digest": recorded["digest"]},
+        {"name": ABSENT, "digest": None},
+    ]
+    with OllamaServer(tiny_bake.root, address, tmp / "serve.log"):
+        run = _run_suite(
+            tmp, expect, path_prefix=str(tiny_bake.root / "usr/bin"), select="not slow"
+        )
+    yield RealRun(run, tiny_bake.model, recorded["digest"])
 
 
-def test_fake_ollama_checks_run_and_judge(fake: FakeRun) -> None:
-    c = fake.run.cases
+def test_real_ollama_checks_judge_the_host(real: RealRun) -> None:
+    c, m = real.run.cases, real.model
     expected = {
         "test_ollama_version": "passed",
         "test_ollama_keep_alive": "passed",
         "test_ollama_listens_on_expected_address": "passed",
         "test_ollama_listens_on_no_other_address": "passed",
-        "test_model_present[deepseek-r1:7b]": "passed",
-        "test_model_digest[deepseek-r1:7b]": "passed",
-        "test_model_present[qwen3:8b]": "failed",
-        "test_model_digest[qwen3:8b]": "skipped",
+        f"test_model_present[{m}]": "passed",
+        f"test_model_digest[{m}]": "passed",
+        f"test_model_digest_is_the_bakes[{m}]": "failed",  # the altered record
+        f"test_model_present[{ABSENT}]": "failed",
+        f"test_model_digest[{ABSENT}]": "skipped",
+        f"test_model_digest_is_the_bakes[{ABSENT}]": "failed",
     }
     got = {name: c[f"test_image_ollama::{name}"].outcome for name in expected}
     assert got == expected, [str(c[f"test_image_ollama::{n}"]) for n in expected]
-    assert (
-        "qwen3:8b is not in /api/tags"
-        in c["test_image_ollama::test_model_present[qwen3:8b]"].message
-    )
-    assert "digest is not checked" in c["test_image_ollama::test_model_digest[qwen3:8b]"].message
 
 
-def test_fake_ui_checks_run_and_judge(fake: FakeRun) -> None:
-    c = fake.run.cases
-    page = c["test_image_boot::test_ui_answers"]
-    assert page.outcome == "passed", page
-    tags = c["test_image_boot::test_ui_lists_models_through_ollama"]
-    assert tags.outcome == "failed", tags  # qwen3:8b is not served
-    assert "not ['deepseek-r1:7b', 'qwen3:8b']" in tags.message, tags
+def test_real_ollama_failures_name_the_difference(real: RealRun) -> None:
+    c = real.run.cases
+    tampered = c[f"test_image_ollama::test_model_digest_is_the_bakes[{real.model}]"].message
+    assert f"has digest {real.digest}, the bake recorded {'0' * 64}" in tampered
+    absent = c[f"test_image_ollama::test_model_present[{ABSENT}]"].message
+    assert f"{ABSENT} is not in /api/tags; present: ['{real.model}:latest']" in absent
+    unrecorded = c[f"test_image_ollama::test_model_digest_is_the_bakes[{ABSENT}]"].message
+    assert f"{ABSENT} is not in the bake's record" in unrecorded
+    assert "digest is not checked" in c[f"test_image_ollama::test_model_digest[{ABSENT}]"].message
 
 
-def test_fake_ollama_systemd_checks_skip_or_fail_honestly(fake: FakeRun) -> None:
-    c = fake.run.cases
+def test_real_ollama_systemd_checks_skip_or_fail_honestly(real: RealRun) -> None:
+    c = real.run.cases
     active = c["test_image_ollama::test_ollama_unit_active"]
     enabled = c["test_image_ollama::test_ollama_unit_enabled"]
     pid1 = Path("/proc/1/comm").read_text().strip()
     if pid1 != "systemd":
         assert active.outcome == "skipped", active
         assert f"host not booted with systemd: PID 1 is {pid1}" in active.message, active
-    # No ollama.service exists here: enabled can never pass (it fails, or skips without
-    # systemctl to read unit files with).
+    # This machine's systemd has no ollama.service (the unit is in the sandbox root): enabled
+    # can never pass (it fails, or skips without systemctl to read unit files with).
     assert enabled.outcome in ("failed", "skipped"), enabled
-
-
-def test_fake_ollama_boot_to_ready_is_recorded(fake: FakeRun) -> None:
-    ready = fake.run.cases["test_image_ollama::test_ollama_ready_after_boot"]
-    assert ready.outcome == "passed", ready
-    value = fake.run.timings["boot_to_ollama_ready_s"]
-    uptime = float(Path("/proc/uptime").read_text().split()[0])
-    assert isinstance(value, float) and 0 < value <= uptime, fake.run.timings
-    assert fake.run.timings["notes"]["boot_to_ollama_ready_source"]
-
-
-def test_fake_ollama_gpu_checks_still_skip(fake: FakeRun) -> None:
-    gen = [c for c in fake.run.where("test_image_ollama") if "gpu" in c.markers]
-    assert len(gen) == 4 and all(c.outcome == "skipped" and NO_GPU in c.message for c in gen)
-
-
-def test_probe_streams_a_generation_on_the_host(fake: FakeRun) -> None:
-    g = fake.generation
-    assert (g.error, g.text, g.done, g.rc) == ("", "The sky", True, 0)
-    # Not loaded before: loaded first, and that load timed apart from the generation.
-    assert (g.loaded_before, g.load_error) == (False, "")
-    assert g.load_s is not None and g.load_s >= 0.3
-    assert g.ttft_s is not None and g.ttft_s < g.load_s
-    assert g.ttft_s is not None and 0.05 <= g.ttft_s < 5, g
-    assert g.tokens_per_s == pytest.approx(50.0)
-    assert g.ps_entry is not None and g.ps_entry["size_vram"] == g.ps_entry["size"] == 5
 
 
 # --- the suite's parsers, on inputs this machine cannot produce -----------------------------

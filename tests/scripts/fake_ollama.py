@@ -1,11 +1,14 @@
-"""A stand-in for the ollama binary, shipped as bin/ollama in the test's release tarball.
+"""A stand-in for the ollama binary, shipped as bin/ollama in a fake release tarball, for what
+the real Ollama (.tools/ollama) cannot show here: another version than the one release on this
+machine (a version mismatch, an upgrade), and pulls from Ollama's registry, which this machine
+cannot reach (including a pull the registry refuses). Everything else runs the real one.
 
 `python fake_ollama.py VERSION LOG ARGS...` (the tarball's bin/ollama is a wrapper that fixes
 VERSION and LOG: the bake-time server runs with a cleared environment).
   --version          what ollama prints without a running server
-  serve              a small HTTP server on $OLLAMA_HOST with /api/version, /api/tags,
-                     /api/pull, /api/create; models under $HOME/.ollama/models, as ollama
-  create NAME -f MF  reads FROM in the Modelfile MF and asks the server to create NAME
+  serve              a small HTTP server on $OLLAMA_HOST with /api/version, /api/tags and
+                     /api/pull (a model named missing* is refused); models under
+                     $HOME/.ollama/models, as ollama
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import hashlib
 import json
 import os
 import sys
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -95,9 +97,6 @@ class Handler(BaseHTTPRequestHandler):
                 return
             store(body["model"], f"weights of {body['model']}".encode())
             self.reply(200, {"status": "success"})
-        elif self.path == "/api/create":
-            store(body["model"], Path(body["from_path"]).read_bytes())
-            self.reply(200, {"status": "success"})
         else:
             self.reply(404, {"error": "not found"})
 
@@ -120,20 +119,6 @@ def serve() -> int:
     return 0
 
 
-def create() -> int:
-    name, flag, modelfile = ARGS[1:4]
-    assert flag == "-f", ARGS
-    source = Path(modelfile).read_text().split("FROM ", 1)[1].strip()
-    request = urllib.request.Request(
-        "http://{}:{}/api/create".format(*host()),
-        data=json.dumps({"model": name, "from_path": source}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request) as response:
-        print(json.load(response)["status"])
-    return 0
-
-
 def main() -> int:
     log(["ollama", *ARGS])
     if ARGS in (["--version"], ["-v"]):
@@ -142,8 +127,6 @@ def main() -> int:
         return 0
     if ARGS[:1] == ["serve"]:
         return serve()
-    if ARGS[:1] == ["create"]:
-        return create()
     print(f"fake ollama: unsupported {ARGS}", file=sys.stderr)
     return 2
 

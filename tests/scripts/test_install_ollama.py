@@ -1,8 +1,15 @@
-"""install-ollama.sh: a checked download, the ollama user, and a unit that waits for the GPU."""
+"""install-ollama.sh: a checked download, the ollama user, and a unit that waits for the GPU.
+
+The release is the real one .ci/toolchain made for this machine (the `ollama_tarball`
+fixture), as a .tgz and, made from it here, as a .tar.zst.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+import subprocess
 
 import pytest
 
@@ -10,11 +17,11 @@ SCRIPT = "install-ollama.sh"
 UNIT_DIR = "/etc/systemd/system"
 
 
-def env_for(release, **extra: str) -> dict[str, str]:
+def env_for(release, url: str | None = None, sha256: str | None = None, **extra: str):
     env = {
         "OLLAMA_VERSION": release.version,
-        "OLLAMA_SHA256": release.sha256,
-        "OLLAMA_DOWNLOAD_URL": release.url,
+        "OLLAMA_SHA256": sha256 or release.sha256,
+        "OLLAMA_DOWNLOAD_URL": url or release.url,
         "OLLAMA_KEEP_ALIVE": "-1",
     }
     env.update(extra)
@@ -22,20 +29,35 @@ def env_for(release, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def release(ollama_release):
-    return ollama_release("0.13.1")
+def zst(tmp_path, ollama_tarball, tool):
+    """The same release as a .tar.zst (as Ollama >= 0.14 ships it): (url, sha256)."""
+    path = tmp_path / "zst" / "ollama-linux-amd64.tar.zst"
+    path.parent.mkdir()
+    tar = subprocess.run(
+        ["gzip", "--decompress", "--stdout", str(ollama_tarball.path)],
+        capture_output=True,
+        check=True,
+    ).stdout
+    subprocess.run([tool("zstd"), "--quiet", "-o", str(path)], input=tar, check=True)
+    return path.as_uri(), hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_installs_binary_user_and_units(sandbox, release, repo) -> None:
-    result = sandbox.run_ok(SCRIPT, **env_for(release))
+def test_installs_the_release_user_and_units(sandbox, ollama_tarball, repo) -> None:
+    result = sandbox.run_ok(SCRIPT, **env_for(ollama_tarball))
 
-    assert [c for c in sandbox.calls("curl") if release.url in c]
-    binary = sandbox.path("/usr/bin/ollama")
+    assert [c for c in sandbox.calls("curl") if ollama_tarball.url in c]
     assert sandbox.mode("/usr/bin/ollama") == 0o755
-    assert sandbox.path("/usr/lib/ollama/cuda_v12/libggml-cuda.so").read_text() == "0.13.1"
-    if os.geteuid() == 0:
-        assert binary.stat().st_uid == 0, "the tarball's owner (uid 1000) must not be kept"
-    assert "installed ollama 0.13.1" in result.stdout
+    assert sandbox.path("/usr/lib/ollama").is_dir()
+    version = subprocess.run(
+        [str(sandbox.path("/usr/bin/ollama")), "--version"],
+        capture_output=True,
+        text=True,
+        env={"OLLAMA_HOST": "127.0.0.1:9", "HOME": str(sandbox.tmp / "home")},
+    )
+    assert f"client version is {ollama_tarball.version}" in version.stdout + version.stderr
+    assert f"installed ollama {ollama_tarball.version} (sha256 {ollama_tarball.sha256})" in (
+        result.stdout
+    )
 
     passwd = {line.split(":")[0]: line.split(":") for line in sandbox.read("/etc/passwd").split()}
     assert passwd["ollama"][5:] == ["/usr/share/ollama", "/bin/false"]
@@ -63,12 +85,82 @@ def test_installs_binary_user_and_units(sandbox, release, repo) -> None:
     assert list(sandbox.tmpdir.iterdir()) == []
 
 
-def test_cpu_image_unit_does_not_wait_for_a_gpu(sandbox, release) -> None:
-    sandbox.run_ok(SCRIPT, **env_for(release))
-    sandbox.run_ok(SCRIPT, **env_for(release, OLLAMA_WAIT_FOR_GPU="false"))
+def test_second_run_changes_nothing(sandbox, ollama_tarball) -> None:
+    sandbox.run_ok(SCRIPT, **env_for(ollama_tarball))
+    sandbox.assert_idempotent(SCRIPT, **env_for(ollama_tarball))
+    assert sandbox.calls("curl") == [], "no second download"
+
+
+def test_installs_a_tar_zst_checked_as_downloaded(sandbox, ollama_tarball, zst) -> None:
+    url, sha256 = zst
+    result = sandbox.run_ok(SCRIPT, **env_for(ollama_tarball, url, sha256))
+    assert f"installed ollama {ollama_tarball.version} (sha256 {sha256})" in result.stdout
+    (tar,) = sandbox.calls("tar")
+    assert "--zstd" in tar
+    assert sandbox.mode("/usr/bin/ollama") == 0o755
+    sandbox.assert_idempotent(SCRIPT, **env_for(ollama_tarball, url, sha256))
+
+
+def test_tar_zst_with_the_sha256_of_the_tgz_installs_nothing(sandbox, ollama_tarball, zst) -> None:
+    url, sha256 = zst
+    before = sandbox.snapshot()
+    result = sandbox.run(SCRIPT, **env_for(ollama_tarball, url, ollama_tarball.sha256))
+    assert result.returncode != 0
+    assert f"expected {ollama_tarball.sha256}, got {sha256}" in result.stderr
+    assert sandbox.calls("tar") == []
+    assert sandbox.snapshot() == before
+
+
+def test_tar_zst_without_zstd_fails_before_the_download(sandbox, ollama_tarball, zst) -> None:
+    (sandbox.realbin / "zstd").unlink()
+    url, sha256 = zst
+    result = sandbox.run(SCRIPT, **env_for(ollama_tarball, url, sha256))
+    assert result.returncode != 0
+    assert f"{url} is a .tar.zst, which needs zstd on the build host" in result.stderr
+    assert sandbox.calls("curl") == []
+
+
+def test_unit_files_pass_systemd_analyze_verify(sandbox, ollama_tarball, repo, tool) -> None:
+    """Every unit in scripts/rootfs, installed by the scripts into a root that has what a base
+    image has (systemd's own units, coreutils' rm) and the driver's daemon (as the DLAMI)."""
+    sandbox.write("/usr/bin/nvidia-persistenced", "#!/bin/sh\n", 0o755)
+    sandbox.set_state("modinfo-version", "580.95.05\n")
+    sandbox.run_ok(
+        "install-nvidia-driver.sh", NVIDIA_DRIVER_BRANCH="580", NVIDIA_DRIVER_INSTALL="false"
+    )
+    sandbox.run_ok(SCRIPT, **env_for(ollama_tarball))
+    shutil.copytree(
+        "/usr/lib/systemd/system", sandbox.path("/usr/lib/systemd/system"), symlinks=True
+    )
+    shutil.copy2("/usr/bin/rm", sandbox.path("/usr/bin/rm"))
+    sandbox.path("/bin").symlink_to("usr/bin")
+
+    units = sorted(p.name for p in (repo / "scripts/rootfs/etc/systemd/system").glob("*.service"))
+    assert units == ["nvidia-persistenced.service", "ollama.service"]
+    result = subprocess.run(
+        [tool("systemd-analyze"), "verify", f"--root={sandbox.root}", *units],
+        capture_output=True,
+        text=True,
+    )
+    # An unknown key is only a warning: any output at all is a finding.
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+    sandbox.path("/usr/bin/ollama").unlink()  # the check can fail: a unit naming a missing binary
+    result = subprocess.run(
+        [tool("systemd-analyze"), "verify", f"--root={sandbox.root}", "ollama.service"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert "Command /usr/bin/ollama is not executable" in result.stderr
+
+
+def test_cpu_image_unit_does_not_wait_for_a_gpu(sandbox, ollama_tarball) -> None:
+    sandbox.run_ok(SCRIPT, **env_for(ollama_tarball))
+    sandbox.run_ok(SCRIPT, **env_for(ollama_tarball, OLLAMA_WAIT_FOR_GPU="false"))
     assert not sandbox.path(f"{UNIT_DIR}/ollama.service.d/15-wait-for-nvidia.conf").exists()
     assert sandbox.path(f"{UNIT_DIR}/ollama.service.d/10-bakery.conf").is_file()
-    sandbox.assert_idempotent(SCRIPT, **env_for(release, OLLAMA_WAIT_FOR_GPU="false"))
+    sandbox.assert_idempotent(SCRIPT, **env_for(ollama_tarball, OLLAMA_WAIT_FOR_GPU="false"))
 
 
 def test_unit_binds_loopback_and_waits_for_the_gpu(repo) -> None:
@@ -85,25 +177,31 @@ def test_unit_binds_loopback_and_waits_for_the_gpu(repo) -> None:
     assert helper.is_file() and os.access(helper, os.X_OK)
 
 
-def test_second_run_changes_nothing(sandbox, release) -> None:
-    sandbox.run_ok(SCRIPT, **env_for(release))
-    sandbox.assert_idempotent(SCRIPT, **env_for(release))
-    assert sandbox.calls("curl") == [], "no second download"
-
-
-def test_wrong_sha256_installs_nothing(sandbox, release) -> None:
+def test_wrong_sha256_installs_nothing(sandbox, ollama_tarball) -> None:
     before = sandbox.snapshot()
-    result = sandbox.run(SCRIPT, **env_for(release, OLLAMA_SHA256="0" * 64))
+    result = sandbox.run(SCRIPT, **env_for(ollama_tarball, sha256="0" * 64))
     assert result.returncode != 0
     assert "sha256 mismatch" in result.stderr
-    assert f"expected {'0' * 64}, got {release.sha256}" in result.stderr
+    assert f"expected {'0' * 64}, got {ollama_tarball.sha256}" in result.stderr
     assert sandbox.calls("tar") == []
     assert sandbox.snapshot() == before
     assert list(sandbox.tmpdir.iterdir()) == [], "the download is not left behind"
 
 
-def test_upgrade_replaces_the_old_runners(sandbox, ollama_release) -> None:
-    old, new = ollama_release("0.12.0"), ollama_release("0.13.1")
+# The fake release: an archive whose files belong to its builder (uid 1000); the real one was
+# packed with owner 0, so it cannot show that the owner is not kept.
+def test_archive_owner_is_not_kept(sandbox, fake_ollama_release) -> None:
+    release = fake_ollama_release("0.13.1")
+    sandbox.run_ok(SCRIPT, **env_for(release))
+    assert sandbox.path("/usr/lib/ollama/cuda_v12/libggml-cuda.so").read_text() == "0.13.1"
+    if os.geteuid() == 0:
+        owner = sandbox.path("/usr/bin/ollama").stat().st_uid
+        assert owner == 0, "the tarball's owner (uid 1000) must not be kept"
+
+
+# The fake release: an upgrade needs an older version, and only one real release is here.
+def test_upgrade_replaces_the_old_runners(sandbox, fake_ollama_release) -> None:
+    old, new = fake_ollama_release("0.12.0"), fake_ollama_release("0.13.1")
     sandbox.run_ok(SCRIPT, **env_for(old))
     assert sandbox.path("/usr/lib/ollama/libggml-base-0.12.0.so").exists()
 
@@ -119,24 +217,25 @@ def test_upgrade_replaces_the_old_runners(sandbox, ollama_release) -> None:
     assert sandbox.calls("useradd") == [] and sandbox.calls("usermod") == []
 
 
-def test_version_mismatch_with_the_url_fails(sandbox, ollama_release) -> None:
-    other = ollama_release("0.12.0")
+# The fake release: an archive of another version than the definition names (injected).
+def test_version_mismatch_with_the_url_fails(sandbox, fake_ollama_release) -> None:
+    other = fake_ollama_release("0.12.0")
     result = sandbox.run(SCRIPT, **env_for(other, OLLAMA_VERSION="0.13.1"))
     assert result.returncode != 0
     assert "reports version '0.12.0', not 0.13.1" in result.stderr
 
 
-def test_missing_groups_are_created(sandbox, release) -> None:
+def test_missing_groups_are_created(sandbox, ollama_tarball) -> None:
     sandbox.write("/etc/group", "root:x:0:\nvideo:x:44:\n")
-    sandbox.run_ok(SCRIPT, **env_for(release))
+    sandbox.run_ok(SCRIPT, **env_for(ollama_tarball))
     assert sandbox.calls("groupadd") == [["groupadd", "--system", "render"]]
     assert "render:x:" in sandbox.read("/etc/group")
 
 
-def test_existing_user_gets_the_groups(sandbox, release) -> None:
+def test_existing_user_gets_the_groups(sandbox, ollama_tarball) -> None:
     sandbox.write("/etc/passwd", "ollama:x:990:990::/usr/share/ollama:/bin/false\n")
     sandbox.write("/etc/group", "video:x:44:\nrender:x:993:ollama\nollama:x:990:\n")
-    sandbox.run_ok(SCRIPT, **env_for(release))
+    sandbox.run_ok(SCRIPT, **env_for(ollama_tarball))
     assert sandbox.calls("useradd") == []
     assert sandbox.calls("usermod") == [["usermod", "--append", "--groups", "video", "ollama"]]
 
@@ -150,11 +249,24 @@ def test_existing_user_gets_the_groups(sandbox, release) -> None:
         ("", {"OLLAMA_SHA256": "abc"}, "must be 64 hex digits"),
         ("", {"OLLAMA_KEEP_ALIVE": "5m\nExecStartPre=/bin/sh"}, "OLLAMA_KEEP_ALIVE must be"),
         ("", {"OLLAMA_VERSION": "latest"}, "must look like 0.13.1"),
+        (
+            "",
+            {"OLLAMA_DOWNLOAD_URL": "https://mirror.example.com/ollama.zip"},
+            "must name a .tgz or .tar.zst archive",
+        ),
     ],
-    ids=["no-version", "no-sha256", "no-keep-alive", "bad-sha256", "unit-injection", "bad-version"],
+    ids=[
+        "no-version",
+        "no-sha256",
+        "no-keep-alive",
+        "bad-sha256",
+        "unit-injection",
+        "bad-version",
+        "zip",
+    ],
 )
-def test_bad_environment_fails_clearly(sandbox, release, drop, extra, message) -> None:
-    env = env_for(release, **extra)
+def test_bad_environment_fails_clearly(sandbox, ollama_tarball, drop, extra, message) -> None:
+    env = env_for(ollama_tarball, **extra)
     env.pop(drop, None)
     result = sandbox.run(SCRIPT, **env)
     assert result.returncode != 0

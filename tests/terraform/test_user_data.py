@@ -1,13 +1,16 @@
 """The user-data template, rendered by Terraform, linted by shellcheck and run in a sandbox.
 
-The sandbox puts fakes first on PATH (docker, systemctl and logger record their arguments;
-dd records them and then reads for real), serves a fake IMDS and a fake Ollama on free
-localhost ports, and points BAKERY_ROOT at a temporary tree holding fake model blobs.
+The boot runs against the real Ollama serving the tiny test image's bake (the `tiny_bake`
+fixture: install-ollama.sh and pull-models.sh run for real): BAKERY_ROOT is a copy of that
+root, whose model store the boot reads and whose `ollama serve` it loads the model into.
+Fakes stand first on PATH for what cannot run here: docker (no Docker daemon on this machine,
+and no baked UI image), systemctl (systemd is not PID 1: ollama.service cannot be started, so
+the sandbox's server stands in for it) and logger (the journal); dd records its arguments and
+then reads for real. IMDS is a fake on a free port (there is no EC2 here).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -23,8 +26,9 @@ from typing import Any
 
 import pytest
 from tfharness import Terraform, plugin_cache, require_tool, stage, terraform_env
+from tooling import OllamaServer, free_port
 
-MODELS = ["deepseek-r1:7b", "qwen3:0.6b"]
+MODELS = ["deepseek-r1:7b", "qwen3:0.6b"]  # for the renders that do not boot
 # Not the defaults, so the test sees that the inputs reach the script.
 UI_PORT = 3100
 UI_ENV = "NEXT_PUBLIC_OLLAMA_URL"
@@ -59,8 +63,9 @@ def render(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
 
 
 @pytest.fixture(scope="module")
-def script(render: Callable[..., Path]) -> Path:
-    return render(ui_port=UI_PORT, ui_ollama_url_env=UI_ENV, models=MODELS)
+def script(render: Callable[..., Path], tiny_bake: Any) -> Path:
+    """The user-data of a fleet of the tiny image (UI settings changed from the defaults)."""
+    return render(ui_port=UI_PORT, ui_ollama_url_env=UI_ENV, models=tiny_bake.image.model_names)
 
 
 @pytest.mark.terraform
@@ -148,47 +153,6 @@ class FakeImds:
         return Handler
 
 
-@dataclass
-class FakeOllama:
-    generate: list[dict[str, Any]] = field(default_factory=list)
-    paths: list[str] = field(default_factory=list)
-
-    def handler(self) -> type[BaseHTTPRequestHandler]:
-        ollama = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _send(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self) -> None:
-                ollama.paths.append(f"GET {self.path}")
-                if self.path == "/api/version":
-                    self._send(200, {"version": "0.13.1"})
-                else:
-                    self._send(404, {"error": "not found"})
-
-            def do_POST(self) -> None:
-                ollama.paths.append(f"POST {self.path}")
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                if self.path == "/api/generate":
-                    ollama.generate.append(body)
-                    self._send(
-                        200, {"model": body.get("model"), "done": True, "done_reason": "load"}
-                    )
-                else:
-                    self._send(404, {"error": "not found"})
-
-        return Handler
-
-
 @pytest.fixture(scope="module")
 def serve() -> Iterator[Callable[[type[BaseHTTPRequestHandler]], str]]:
     servers: list[ThreadingHTTPServer] = []
@@ -227,8 +191,11 @@ FAKE_DD = """#!/bin/bash
 (IFS=$'\\x1f'; printf '%s\\n' "$*") >>"$FAKE_LOG/dd.log"
 exec {real_dd} "$@"
 """
-# name: size in bytes; with BAKERY_WARM_CHUNK_MIB=1 the first is read in three chunks.
-BLOBS = {"sha256-" + "a" * 64: 2 * 1024 * 1024 + 512 * 1024, "sha256-" + "b" * 64: 4096}
+# A blob of another size than the tiny model's (which are under 1 MiB): with
+# BAKERY_WARM_CHUNK_MIB=1 it is read in three chunks. OLLAMA_NOPRUNE keeps the server from
+# removing it as unreferenced.
+BIG_BLOB = ("sha256-" + "a" * 64, 2 * 1024 * 1024 + 512 * 1024)
+MODELS_DIR = "usr/share/ollama/.ollama/models"
 
 
 @dataclass
@@ -237,7 +204,18 @@ class Sandbox:
     logs: Path
     env: dict[str, str]
     imds: FakeImds
-    ollama: FakeOllama
+    ollama: Any  # tooling.OllamaServer, or None for the watcher
+
+    @property
+    def blobs(self) -> dict[str, int]:
+        return {p.name: p.stat().st_size for p in (self.root / MODELS_DIR / "blobs").iterdir()}
+
+    def requests(self) -> list[str]:
+        """'GET /api/version', ... as the real server logged them, in order."""
+        text = self.ollama.log.read_text(errors="replace")
+        return [
+            f"{m[0]} {m[1]}" for m in re.findall(r'\| (GET|POST|HEAD|DELETE)\s+"([^"]+)"', text)
+        ]
 
     def calls(self, tool: str) -> list[list[str]]:
         log = self.logs / f"{tool}.log"
@@ -256,12 +234,22 @@ class Sandbox:
         )
 
 
-def make_sandbox(tmp_path: Path, serve: Callable[[type[BaseHTTPRequestHandler]], str]) -> Sandbox:
+def make_sandbox(
+    tmp_path: Path,
+    serve: Callable[[type[BaseHTTPRequestHandler]], str],
+    baked: Any = None,
+) -> Sandbox:
+    """A sandbox; with `baked` (the tiny_bake fixture), its root is a copy of the bake and the
+    real Ollama serves it (stop it with sandbox.ollama.stop())."""
     real_dd = shutil.which("dd")
     assert real_dd, "dd is needed to read the blobs"
     bin_dir, logs, root = tmp_path / "bin", tmp_path / "logs", tmp_path / "root"
-    for d in (bin_dir, logs, root):
+    for d in (bin_dir, logs):
         d.mkdir()
+    if baked is not None:
+        baked.copy(root)
+    else:
+        root.mkdir()
     fakes = {
         "docker": FAKE_DOCKER,
         "systemctl": FAKE_RECORDER.format(name="systemctl"),
@@ -273,14 +261,7 @@ def make_sandbox(tmp_path: Path, serve: Callable[[type[BaseHTTPRequestHandler]],
     for name, text in fakes.items():
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
-    models = root / "usr/share/ollama/.ollama/models"
-    (models / "blobs").mkdir(parents=True)
-    (models / "manifests/registry.ollama.ai/library/deepseek-r1").mkdir(parents=True)
-    (models / "manifests/registry.ollama.ai/library/deepseek-r1/7b").write_text("{}")
-    for name, size in BLOBS.items():
-        (models / "blobs" / name).write_bytes(os.urandom(size))
-
-    imds, ollama = FakeImds(), FakeOllama()
+    imds, ollama = FakeImds(), None
     env = {
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "HOME": str(tmp_path),
@@ -288,16 +269,27 @@ def make_sandbox(tmp_path: Path, serve: Callable[[type[BaseHTTPRequestHandler]],
         "FAKE_LOG": str(logs),
         "BAKERY_ROOT": str(root),
         "IMDS_ENDPOINT": serve(imds.handler()),
-        "OLLAMA_ENDPOINT": serve(ollama.handler()),
+        "OLLAMA_ENDPOINT": "http://127.0.0.1:9",  # nothing: only a baked root has an Ollama
         "BAKERY_OLLAMA_WAIT_S": "10",
         "BAKERY_WARM_CHUNK_MIB": "1",
     }
+    if baked is not None:
+        name, size = BIG_BLOB
+        (root / MODELS_DIR / "blobs" / name).write_bytes(os.urandom(size))
+        address = f"127.0.0.1:{free_port()}"
+        ollama = OllamaServer(root, address, logs / "ollama-serve.log", {"OLLAMA_NOPRUNE": "1"})
+        ollama.start()
+        env["OLLAMA_ENDPOINT"] = ollama.url
     return Sandbox(root=root, logs=logs, env=env, imds=imds, ollama=ollama)
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path, serve: Callable[[type[BaseHTTPRequestHandler]], str]) -> Sandbox:
-    return make_sandbox(tmp_path, serve)
+def sandbox(
+    tmp_path: Path, serve: Callable[[type[BaseHTTPRequestHandler]], str], tiny_bake: Any
+) -> Iterator[Sandbox]:
+    box = make_sandbox(tmp_path, serve, tiny_bake)
+    yield box
+    box.ollama.stop()
 
 
 @dataclass
@@ -317,9 +309,15 @@ def booted(
     tmp_path_factory: pytest.TempPathFactory,
     serve: Callable[[type[BaseHTTPRequestHandler]], str],
     script: Path,
-) -> Booted:
-    """One boot, for the checks that only read what it did."""
-    return _boot(make_sandbox(tmp_path_factory.mktemp("booted"), serve), script)
+    tiny_bake: Any,
+) -> Iterator[Booted]:
+    """One boot, for the checks that only read what it did; its Ollama serves until the module
+    ends, so that what the boot loaded can be asked for."""
+    box = make_sandbox(tmp_path_factory.mktemp("booted"), serve, tiny_bake)
+    try:
+        yield _boot(box, script)
+    finally:
+        box.ollama.stop()
 
 
 @pytest.fixture
@@ -372,40 +370,54 @@ def test_ui_runs_the_baked_image_detached(booted: Booted) -> None:
 def test_nothing_is_pulled_at_boot(booted: Booted) -> None:
     assert [c for c in booted.sandbox.calls("docker") if "pull" in c[:2]] == []
     assert booted.sandbox.calls("ollama") == []
-    assert [p for p in booted.sandbox.ollama.paths if "/api/pull" in p] == []
+    assert [r for r in booted.sandbox.requests() if "/api/pull" in r] == []
 
 
 @pytest.mark.terraform
-def test_each_model_is_loaded_and_kept(booted: Booted) -> None:
-    assert booted.sandbox.ollama.generate == [{"model": m, "keep_alive": -1} for m in MODELS]
+def test_the_model_is_loaded_and_kept_resident(booted: Booted, tiny_bake: Any) -> None:
+    """The preload (keep_alive -1) leaves the model in memory: /api/ps lists it with an expiry
+    centuries away (Ollama's "never"), not the 5 minutes of its default."""
+    (loaded,) = booted.sandbox.ollama.get("/api/ps")["models"]
+    assert loaded["name"] == f"{tiny_bake.model}:latest"
+    assert loaded["digest"] == tiny_bake.record[0]["digest"]
+    assert int(loaded["expires_at"][:4]) > time.gmtime().tm_year + 100, loaded["expires_at"]
+    assert loaded["size"] > 0
 
 
 @pytest.mark.terraform
 def test_ollama_is_asked_before_loading(booted: Booted) -> None:
-    paths = booted.sandbox.ollama.paths
-    assert paths.index("GET /api/version") < paths.index("POST /api/generate")
+    requests = booted.sandbox.requests()
+    assert requests.count("POST /api/generate") == 1, requests
+    assert requests.index("GET /api/version") < requests.index("POST /api/generate")
 
 
-@pytest.mark.terraform
-@pytest.mark.parametrize("blob", sorted(BLOBS))
-def test_every_blob_is_read_in_full(booted: Booted, blob: str) -> None:
+def _chunks(booted: Booted, blob: str) -> list[tuple[int, int, str]]:
     reads = [
         dict(arg.split("=", 1) for arg in call if "=" in arg) for call in booted.sandbox.calls("dd")
     ]
-    chunks = sorted(
+    return sorted(
         (int(r["skip"]), int(r["count"]), r["bs"]) for r in reads if r["if"].endswith("/" + blob)
     )
-    covered = sum(count for _, count, _ in chunks) * 1024 * 1024
-    assert {bs for _, _, bs in chunks} == {"1M"}
-    assert [skip for skip, _, _ in chunks] == list(range(len(chunks)))
-    assert covered >= BLOBS[blob]
 
 
 @pytest.mark.terraform
-def test_readiness_file(booted: Booted) -> None:
+def test_every_blob_is_read_in_full(booted: Booted) -> None:
+    blobs = booted.sandbox.blobs
+    assert len(blobs) >= 4, blobs  # the GGUF, the template, the config and the big one
+    for blob, size in blobs.items():
+        chunks = _chunks(booted, blob)
+        covered = sum(count for _, count, _ in chunks) * 1024 * 1024
+        assert {bs for _, _, bs in chunks} == {"1M"}, blob
+        assert [skip for skip, _, _ in chunks] == list(range(len(chunks))), blob
+        assert covered >= size, blob
+    assert len(_chunks(booted, BIG_BLOB[0])) == 3
+
+
+@pytest.mark.terraform
+def test_readiness_file(booted: Booted, tiny_bake: Any) -> None:
     ready = (booted.sandbox.root / "run/bakery/ready").read_text()
     assert re.search(r"^seconds_since_boot=\d+$", ready, re.MULTILINE)
-    assert f"models={' '.join(MODELS)}" in ready
+    assert f"models={tiny_bake.model}" in ready
 
 
 @pytest.mark.terraform
@@ -444,8 +456,11 @@ def test_rerun_does_not_duplicate_the_unit(booted_here: Booted, script: Path) ->
 
 
 @pytest.mark.terraform
-def test_boot_fails_without_ollama_and_says_so(sandbox: Sandbox, script: Path) -> None:
-    result = sandbox.boot(script, OLLAMA_ENDPOINT="http://127.0.0.1:9", BAKERY_OLLAMA_WAIT_S="1")
+def test_boot_fails_without_ollama_and_says_so(
+    tmp_path: Path, serve: Callable[[type[BaseHTTPRequestHandler]], str], script: Path
+) -> None:
+    sandbox = make_sandbox(tmp_path, serve)  # no bake: nothing answers at OLLAMA_ENDPOINT
+    result = sandbox.boot(script, BAKERY_OLLAMA_WAIT_S="1")
     assert result.returncode != 0
     assert not (sandbox.root / "run/bakery/ready").exists()
     assert any(c[-1].startswith("not ready:") for c in sandbox.calls("logger"))

@@ -247,6 +247,83 @@ def test_gguf_import_loads(tmp_path: Path) -> None:
     assert image.models[1] == config.Model("team-model", "s3://b/m.gguf", sha)
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["s3://b/m.gguf", "https://models.example.com/m.gguf", "file:///srv/models/m.gguf"],
+    ids=["s3", "https", "file"],
+)
+def test_gguf_url_schemes(tmp_path: Path, url: str) -> None:
+    text = GOOD.replace(
+        '[[models]]\nname = "deepseek-r1:7b"',
+        f'[[models]]\nname = "team-model"\ngguf = {{ url = "{url}", sha256 = "{"b" * 64}" }}',
+    )
+    assert config.load(write(tmp_path, text)).models[0].gguf_url == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["file://relative/m.gguf", "ftp://host/m.gguf", "https://host/a|b.gguf"],
+    ids=["relative-file", "ftp", "pipe"],
+)
+def test_gguf_url_must_be_s3_https_or_absolute_file(tmp_path: Path, url: str) -> None:
+    text = GOOD.replace(
+        '[[models]]\nname = "deepseek-r1:7b"',
+        f'[[models]]\nname = "team-model"\ngguf = {{ url = "{url}", sha256 = "{"b" * 64}" }}',
+    )
+    assert (
+        f"models[0].gguf.url: '{url}' is not an s3://, https:// or file:///absolute/path URL"
+        in error_of(write(tmp_path, text))
+    )
+
+
+def test_file_urls_need_distinct_file_names(tmp_path: Path) -> None:
+    text = edit('keep_alive = "-1"', 'keep_alive = "-1"\nurl = "file:///srv/a/m.tgz"').replace(
+        '[[models]]\nname = "deepseek-r1:7b"',
+        f'[[models]]\nname = "team-model"\ngguf = {{ url = "file:///srv/b/m.tgz", sha256 = "{"b" * 64}" }}',
+    )
+    assert (
+        "models[0].gguf.url: file:///srv/b/m.tgz has the file name of ollama.url (file:///srv/a/m.tgz)"
+        in error_of(write(tmp_path, text))
+    )
+
+
+def test_ollama_url_defaults_to_the_release_of_the_version() -> None:
+    ollama = config.load("deepseek-r1-7b").ollama
+    assert ollama.url == (
+        "https://github.com/ollama/ollama/releases/download/v0.13.1/ollama-linux-amd64.tgz"
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://mirror.example.com/ollama/v0.14.0/ollama-linux-amd64.tar.zst",
+        "file:///srv/mirror/ollama-linux-amd64.tgz",
+    ],
+    ids=["https-zst", "file-tgz"],
+)
+def test_ollama_url_takes_a_mirror_or_a_local_file(tmp_path: Path, url: str) -> None:
+    text = edit('keep_alive = "-1"', f'keep_alive = "-1"\nurl = "{url}"')
+    assert config.load(write(tmp_path, text)).ollama.url == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://mirror.example.com/ollama-linux-amd64.tgz",
+        "https://mirror.example.com/ollama-linux-amd64.zip",
+        "file://ollama-linux-amd64.tgz",
+    ],
+    ids=["http", "zip", "relative-file"],
+)
+def test_ollama_url_errors(tmp_path: Path, url: str) -> None:
+    text = edit('keep_alive = "-1"', f'keep_alive = "-1"\nurl = "{url}"')
+    assert (
+        f"ollama.url: '{url}' is not an https:// or file:/// URL of a .tgz or .tar.zst"
+        in error_of(write(tmp_path, text))
+    )
+
+
 def test_base_filter_form(tmp_path: Path) -> None:
     text = edit(
         'ssm_parameter = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"',

@@ -150,3 +150,24 @@ def test_hcl_literals_escape_template_sequences(value, literal: str) -> None:
 def test_assignments_align_like_packer_fmt() -> None:
     text = render.assignments({"a": 1, "long_name": 2, "m": {"k": "v"}, "z": 3})
     assert text == 'a         = 1\nlong_name = 2\nm = {\n  "k" = "v"\n}\nz = 3\n'
+
+
+def test_build_host_files_are_uploaded_and_fetched_from_staging(tmp_path: Path) -> None:
+    """file:// URLs name files of the machine that bakes: the bake uploads them, and the scripts
+    fetch (and check) them from the staging folder."""
+    good = (config.IMAGES_DIR / "deepseek-r1-7b.toml").read_text()
+    sha = "b" * 64
+    text = good.replace('keep_alive = "-1"', 'keep_alive = "-1"\nurl = "file:///srv/o/ollama.tgz"')
+    text = text.replace(
+        '[[models]]\nname = "deepseek-r1:7b"',
+        f'[[models]]\nname = "team"\ngguf = {{ url = "file:///srv/m/team.gguf", sha256 = "{sha}" }}',
+    )
+    (tmp_path / "img.toml").write_text(text)
+    image = config.load(tmp_path / "img.toml")
+    assert render.uploads(image) == ["/srv/m/team.gguf", "/srv/o/ollama.tgz"]
+    values = render.variables(image, "aws")
+    assert values["uploads"] == ["/srv/m/team.gguf", "/srv/o/ollama.tgz"]
+    assert values["ollama_download_url"] == f"file://{render.STAGING}/ollama.tgz"
+    assert values["ollama_import"] == f"team|file://{render.STAGING}/team.gguf|{sha}"
+    build = render.render(image, (1, 11, 2), out=tmp_path / "out").directory / "build.pkr.hcl"
+    assert 'destination = "/tmp/bakery-files/"' in build.read_text()

@@ -149,7 +149,8 @@ def test_a_real_pytest_report(tmp_path: Path) -> None:
 # --- expectations and timings ---------------------------------------------------------------
 
 
-def test_expectations_from_definition_and_ami_tags() -> None:
+def test_expectations_from_definition_and_ami_tags(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BAKERY_ROOT", raising=False)
     ami = {
         "Tags": [
             {"Key": catalog.MODEL + "deepseek-r1:7b", "Value": "c" * 64},
@@ -171,6 +172,7 @@ def test_expectations_from_definition_and_ami_tags() -> None:
             "version": "0.13.1",
             "address": "127.0.0.1:11434",
             "keep_alive": "-1",
+            "record": "/var/lib/bakery/models.json",
             "models": [{"name": "deepseek-r1:7b", "digest": "c" * 64}],
             "generation_timeout_s": 120,
         },
@@ -201,6 +203,12 @@ def test_the_ready_file_is_the_one_the_fleet_user_data_writes() -> None:
     assert 'readonly STATE_DIR="$BAKERY_ROOT/run/bakery"' in template
     assert 'mv -f "$STATE_DIR/ready.tmp" "$STATE_DIR/ready"' in template
     assert 'READY = "/run/bakery/ready"' in (tests / "image" / "test_image_boot.py").read_text()
+
+
+def test_record_path_follows_bakery_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BAKERY_ROOT", "/tmp/sandbox/root")
+    record = expect.expectations(IMAGE, None)["ollama"]["record"]
+    assert record == "/tmp/sandbox/root/var/lib/bakery/models.json"
 
 
 @pytest.mark.parametrize("tag", [None, "unknown", ""], ids=["no-tag", "local-bake", "empty"])

@@ -142,6 +142,8 @@ def bake(image: ImageDef, *, force: bool = False, say: Say = print, **aws_only: 
             "console_log": str(directory / "bake-console.log"),
             "ssh_private_key_file": str(key),
             "ssh_public_key": public,
+            # Build plumbing (this machine's paths), so -var, not the fingerprinted var file.
+            "uploads": json.dumps(render.uploads(image)),
         }
         if base.kernel and base.initrd:
             variables |= {"kernel": str(base.kernel), "initrd": str(base.initrd)}

@@ -45,6 +45,7 @@ build {
       "BAKERY_ROOTFS=/tmp/bakery-rootfs",
       "OLLAMA_VERSION=${var.ollama_version}",
       "OLLAMA_SHA256=${var.ollama_sha256}",
+      "OLLAMA_DOWNLOAD_URL=${var.ollama_download_url}",
       "OLLAMA_KEEP_ALIVE=${var.ollama_keep_alive}",
       "OLLAMA_WAIT_FOR_GPU=${var.gpu}",
     ]

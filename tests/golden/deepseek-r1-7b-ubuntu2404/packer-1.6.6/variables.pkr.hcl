@@ -93,7 +93,13 @@ variable "ollama_version" {
 }
 
 variable "ollama_sha256" {
-  type = string
+  type        = string
+  description = "sha256 of the archive at ollama_download_url, as downloaded."
+}
+
+variable "ollama_download_url" {
+  type        = string
+  description = "The Ollama release archive (.tgz or .tar.zst): https://, or file:// of the staged upload."
 }
 
 variable "ollama_keep_alive" {
