@@ -126,7 +126,7 @@ def test_unit_files_pass_systemd_analyze_verify(sandbox, ollama_tarball, repo, t
     sandbox.write("/usr/bin/nvidia-persistenced", "#!/bin/sh\n", 0o755)
     sandbox.set_state("modinfo-version", "580.95.05\n")
     sandbox.run_ok(
-        "install-nvidia-driver.sh", NVIDIA_DRIVER_BRANCH="580", NVIDIA_DRIVER_INSTALL="false"
+        "install-nvidia-driver.sh", NVIDIA_MIN_DRIVER_BRANCH="580", NVIDIA_DRIVER_INSTALL="false"
     )
     sandbox.run_ok(SCRIPT, **env_for(ollama_tarball))
     shutil.copytree(

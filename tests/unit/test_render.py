@@ -166,7 +166,7 @@ def test_build_host_files_are_uploaded_and_fetched_from_staging(tmp_path: Path) 
     image = config.load(tmp_path / "img.toml")
     assert render.uploads(image) == ["/srv/m/team.gguf", "/srv/o/ollama.tgz"]
     values = render.variables(image, "aws")
-    assert values["uploads"] == ["/srv/m/team.gguf", "/srv/o/ollama.tgz"]
+    assert "uploads" not in values, "this machine's paths are -var plumbing, not fingerprinted"
     assert values["ollama_download_url"] == f"file://{render.STAGING}/ollama.tgz"
     assert values["ollama_import"] == f"team|file://{render.STAGING}/team.gguf|{sha}"
     build = render.render(image, (1, 11, 2), out=tmp_path / "out").directory / "build.pkr.hcl"
