@@ -95,7 +95,7 @@ def test_bake_runs_the_provisioners_and_records_provenance(baked) -> None:
     assert manifest["tags"]["bakery:model/tiny-qwen2"] == model["digest"]
     assert manifest["tags"]["bakery:fingerprint"] == manifest["fingerprint"]
     assert manifest["tags"]["bakery:ui-image-id"] == info["ui"]["id"]
-    assert "ansible" in baked.stdout.lower() and "60-team-baseline" in baked.stdout
+    assert "Provisioning with Ansible" in baked.stdout and "Team baseline (sample)" in baked.stdout
     assert "the provisioning scripts ran for real" in baked.stdout
     assert qemu_processes(NAME) == [], "the build VM is stopped"
     assert not (BUILD / "qemu" / "out").exists()
@@ -137,7 +137,7 @@ def test_verify_passes_the_image_tests_for_real(verified) -> None:
     record = json.loads((BUILD / "verify.json").read_text())
     assert record["target"] == "qemu" and record["marked"] is None
     assert record["verdict"]["passed"] is True and record["verdict"]["failures"] == 0
-    cases = _cases(BUILD / "report.xml")
+    cases = _cases(BUILD / "verify-report.xml")
     not_passed = {
         name: cases.get(name, "missing") for name in MUST_PASS if cases.get(name) != "passed"
     }
