@@ -33,6 +33,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TRIAGE = Path(__file__).with_name("mutants-triage.txt")
+REPORT = REPO / "build" / "mutation" / "report.md"  # the scheduled job's artifact holds its folder
 # Most important first: a budget that runs out leaves the least important ones not run.
 CORE = [
     "fingerprint", "cleanup", "distribute", "share", "publish", "catalog",
@@ -169,7 +170,7 @@ def main() -> int:
         default=0,
         help="start no target after this many minutes; those left are reported as not run",
     )
-    parser.add_argument("--report", type=Path, default=REPO / "build" / "mutation" / "report.md")
+    parser.add_argument("--report", type=Path, default=REPORT)
     args = parser.parse_args()
 
     logs = args.report.parent

@@ -7,9 +7,11 @@ files, the spot exit code, or the IAM policy of the README.
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -292,9 +294,35 @@ def test_the_docs_name_the_exit_code_that_is_retried() -> None:
 
 def test_gc_runs_after_the_images_whatever_they_did() -> None:
     gc = job("gc")
-    assert CI["stages"][-1] == gc["stage"] == "gc"
+    stages = CI["stages"]
+    assert gc["stage"] == "gc"
+    assert all(stages.index(job(n)["stage"]) < stages.index("gc") for n in AWS_JOBS if n != "gc")
     assert "needs" not in gc  # stage order: after every prune
     assert [r["when"] for r in gc["rules"]] == ["always"]
+
+
+def _benchmark(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(
+        f"benchmarks_{name}", REPO / "benchmarks" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_mutation_report_runs_on_schedules_only_and_without_aws() -> None:
+    data = job("mutation")
+    assert [r["if"] for r in data["rules"]] == [
+        '$CI_PIPELINE_SOURCE == "schedule" && $CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH'
+    ]
+    assert "id_tokens" not in data
+    assert data.get("before_script", CI["default"]["before_script"]) == [". ci/job-env.sh"]
+    assert data["needs"] == [{"job": "ci-image", "optional": True}], "holds up no other job"
+    assert data["script"][0].startswith("python benchmarks/mutants.py ")
+    report = _benchmark("mutants").REPORT.relative_to(REPO)
+    assert data["artifacts"]["paths"] == [f"{report.parent}/"]
+    assert data["artifacts"]["when"] == "always"
 
 
 # --- credentials -------------------------------------------------------------------------
