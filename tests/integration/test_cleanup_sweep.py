@@ -9,9 +9,9 @@ from typing import Any
 import boto3
 import botocore.exceptions
 import pytest
-from distribute_support import STOCK_AMI
+from distribute_support import STOCK_AMI, recorded
 
-from bakery import catalog, cleanup
+from bakery import aws, catalog, cleanup
 
 pytestmark = pytest.mark.emulator
 RUN, OTHER = "20250101-000000-aaaaaa", "20250101-000000-bbbbbb"
@@ -184,3 +184,21 @@ def test_a_removal_that_fails_is_said_and_the_rest_goes_on(
         f"clean-up: could not remove key pair {left['key pair']}: UnauthorizedOperation: no"
         " (invoke gc will retry)"
     ]
+
+
+def test_instances_in_every_state_but_terminated_are_ended(emulator: str) -> None:
+    """A build instance may be pending (the interrupt came right after launch), stopping or
+    stopped (Packer stops an EBS-backed instance before imaging it)."""
+    left = leftovers_of(RUN)
+    ec2().stop_instances(InstanceIds=[left["instance"]])
+    assert state_of(left["instance"]) == "stopped"
+    with recorded() as calls:  # on the clients made inside it
+        client = aws.client("ec2", "us-east-1")
+        removed = cleanup.sweep(client, RUN, images=False, say=lambda _: None)
+
+    assert state_of(left["instance"]) == "terminated"
+    assert f"instances {left['instance']}" in removed
+    # The emulator moves through pending and stopping at once: the request shows they count.
+    describe = calls.of("DescribeInstances")[0]  # then the waiter's
+    states = [f["Values"] for f in describe.params["Filters"] if f["Name"] == "instance-state-name"]
+    assert states == [["pending", "running", "stopping", "stopped"]]
