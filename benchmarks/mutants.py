@@ -5,6 +5,7 @@
     nice -n 19 .venv/bin/python benchmarks/mutants.py                  # every core module
     nice -n 19 .venv/bin/python benchmarks/mutants.py fingerprint cleanup distribute.require_verified
     .venv/bin/python benchmarks/mutants.py --budget-minutes 40        # what fits; the rest "not run"
+    .venv/bin/python benchmarks/mutants.py --no-run                   # the report of what mutants/ holds
 
 Not a test: it prints a table and writes build/mutation/report.md (and one mutmut log per
 target). A target is a module of src/bakery (`cleanup`) or one function of it
@@ -94,6 +95,18 @@ def statuses(target: Target) -> dict[str, str]:
     }
 
 
+def read(target: Target) -> None:
+    """The results mutants/ holds for the target, from this or an earlier run."""
+    found = statuses(target)
+    target.counts = Counter(found.values())
+    target.survivors = sorted((n for n, s in found.items() if s == "survived"), key=_natural)
+    unchecked = target.counts.pop("not checked", 0)
+    target.status = "not run" if unchecked == len(found) else "ran"
+    if target.status == "ran" and unchecked:
+        target.status = f"ran {len(found) - unchecked} of {len(found)}"
+        target.counts["not checked"] = unchecked
+
+
 def run(target: Target, jobs: int, logs: Path) -> None:
     started = time.monotonic()
     log = logs / f"{target.name}.log"
@@ -109,10 +122,7 @@ def run(target: Target, jobs: int, logs: Path) -> None:
         target.status = "failed"
         print(f"mutmut failed on {target.name} (exit {done.returncode}): see {log}")
         return
-    target.status = "ran"
-    found = statuses(target)
-    target.counts = Counter(found.values())
-    target.survivors = sorted((n for n, s in found.items() if s == "survived"), key=_natural)
+    read(target)
 
 
 def _natural(name: str) -> tuple[str, int]:
@@ -147,15 +157,17 @@ def table(targets: list[Target]) -> list[str]:
     head = f"{'target':<28} {'mutants':>7} {'killed':>6} {'survived':>8} {'no tests':>8} {'other':>5} {'score':>6} {'minutes':>7}"
     lines = [head]
     for t in targets:
-        if t.status != "ran":
+        if t.status == "not run" or t.status == "failed":
             lines.append(f"{t.name:<28} {t.status}")
             continue
         total = sum(t.counts.values())
         other = total - t.killed - t.counts["survived"] - t.counts["no tests"]
         score = f"{t.score:.0%}" if t.score is not None else "-"
+        minutes = f"{t.seconds / 60:.1f}" if t.seconds else "-"  # not known with --no-run
         lines.append(
             f"{t.name:<28} {total:>7} {t.killed:>6} {t.counts['survived']:>8}"
-            f" {t.counts['no tests']:>8} {other:>5} {score:>6} {t.seconds / 60:>7.1f}"
+            f" {t.counts['no tests']:>8} {other:>5} {score:>6} {minutes:>7}"
+            + ("" if t.status == "ran" else f"  ({t.status})")
         )
     return lines
 
@@ -171,6 +183,9 @@ def main() -> int:
         help="start no target after this many minutes; those left are reported as not run",
     )
     parser.add_argument("--report", type=Path, default=REPORT)
+    parser.add_argument(
+        "--no-run", action="store_true", help="run nothing: report what mutants/ holds"
+    )
     args = parser.parse_args()
 
     logs = args.report.parent
@@ -178,6 +193,9 @@ def main() -> int:
     targets = [Target(name) for name in args.targets]
     started = time.monotonic()
     for target in targets:
+        if args.no_run:
+            read(target)
+            continue
         if args.budget_minutes and time.monotonic() - started > args.budget_minutes * 60:
             print(f"{target.name}: not run (budget of {args.budget_minutes:g} minutes spent)")
             continue
@@ -204,7 +222,7 @@ def main() -> int:
                 "",
             ]
     survivors = {m for t in targets for m in t.survivors}
-    ran = [t for t in targets if t.status == "ran"]
+    ran = [t for t in targets if t.status.startswith("ran")]
     stale = sorted(
         m
         for m in reasons
