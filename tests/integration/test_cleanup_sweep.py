@@ -192,12 +192,21 @@ def test_instances_in_every_state_but_terminated_are_ended(emulator: str) -> Non
     left = leftovers_of(RUN)
     ec2().stop_instances(InstanceIds=[left["instance"]])
     assert state_of(left["instance"]) == "stopped"
+    running = ec2().run_instances(
+        ImageId=STOCK_AMI,
+        MinCount=1,
+        MaxCount=1,
+        TagSpecifications=[{"ResourceType": "instance", "Tags": run_tags(RUN)}],
+    )["Instances"][0]["InstanceId"]
     with recorded() as calls:  # on the clients made inside it
         client = aws.client("ec2", "us-east-1")
         removed = cleanup.sweep(client, RUN, images=False, say=lambda _: None)
 
-    assert state_of(left["instance"]) == "terminated"
-    assert f"instances {left['instance']}" in removed
+    assert state_of(left["instance"]) == state_of(running) == "terminated"
+    [ended] = [line for line in removed if line.startswith("instances ")]
+    assert sorted(ended.removeprefix("instances ").split(", ")) == sorted(
+        [left["instance"], running]
+    )
     # The emulator moves through pending and stopping at once: the request shows they count.
     describe = calls.of("DescribeInstances")[0]  # then the waiter's
     states = [f["Values"] for f in describe.params["Filters"] if f["Name"] == "instance-state-name"]
