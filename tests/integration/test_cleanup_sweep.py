@@ -192,17 +192,22 @@ def test_instances_in_every_state_but_terminated_are_ended(emulator: str) -> Non
     left = leftovers_of(RUN)
     ec2().stop_instances(InstanceIds=[left["instance"]])
     assert state_of(left["instance"]) == "stopped"
-    running = ec2().run_instances(
-        ImageId=STOCK_AMI,
-        MinCount=1,
-        MaxCount=1,
-        TagSpecifications=[{"ResourceType": "instance", "Tags": run_tags(RUN)}],
-    )["Instances"][0]["InstanceId"]
+    running, of_another_run = (
+        ec2().run_instances(
+            ImageId=STOCK_AMI,
+            MinCount=1,
+            MaxCount=1,
+            TagSpecifications=[{"ResourceType": "instance", "Tags": run_tags(run)}],
+        )["Instances"][0]["InstanceId"]
+        for run in (RUN, OTHER)
+    )
     with recorded() as calls:  # on the clients made inside it
         client = aws.client("ec2", "us-east-1")
         removed = cleanup.sweep(client, RUN, images=False, say=lambda _: None)
 
     assert state_of(left["instance"]) == state_of(running) == "terminated"
+    # Waited for by ID: an instance of another run, still running, holds nothing up.
+    assert state_of(of_another_run) == "running"
     [ended] = [line for line in removed if line.startswith("instances ")]
     assert sorted(ended.removeprefix("instances ").split(", ")) == sorted(
         [left["instance"], running]
@@ -211,3 +216,38 @@ def test_instances_in_every_state_but_terminated_are_ended(emulator: str) -> Non
     describe = calls.of("DescribeInstances")[0]  # then the waiter's
     states = [f["Values"] for f in describe.params["Filters"] if f["Name"] == "instance-state-name"]
     assert states == [["pending", "running", "stopping", "stopped"]]
+
+
+def test_instances_still_ending_after_ten_minutes_are_said_and_the_rest_goes_on(
+    emulator: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    left = leftovers_of(RUN)
+    client = ec2()
+    waited: list[dict[str, Any]] = []
+
+    class Stuck:
+        """The emulator ends instances at once; AWS can take longer than the wait: stand in
+        for that one waiter."""
+
+        def wait(self, **kwargs: Any) -> None:
+            waited.append(kwargs)
+            raise botocore.exceptions.WaiterError(
+                name="InstanceTerminated", reason="Max attempts exceeded", last_response={}
+            )
+
+    real = client.get_waiter
+    monkeypatch.setattr(
+        client, "get_waiter", lambda name: Stuck() if name == "instance_terminated" else real(name)
+    )
+    said: list[str] = []
+    removed = cleanup.sweep(client, RUN, images=True, say=said.append)
+
+    assert said == [
+        "clean-up: instances still terminating after 10 minutes; security groups may be left for gc"
+    ]
+    [wait] = waited
+    assert wait["InstanceIds"] == [left["instance"]]
+    config = wait["WaiterConfig"]
+    assert config["Delay"] * config["MaxAttempts"] == 600, "the 10 minutes the message names"
+    assert f"key pair {left['key pair']}" in removed
+    assert f"volume {left['volume']}" in removed
