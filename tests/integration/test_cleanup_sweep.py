@@ -114,7 +114,8 @@ def test_a_finished_ami_of_the_same_run_and_its_snapshots_are_never_touched(
     left = leftovers_of(RUN)
     said: list[str] = []
 
-    removed = cleanup.sweep(ec2(), RUN, images=True, say=said.append)
+    with recorded() as calls:  # on the clients made inside it
+        removed = cleanup.sweep(aws.client("ec2", "us-east-1"), RUN, images=True, say=said.append)
 
     assert finished["ImageId"] in image_ids()
     assert set(catalog.snapshots(finished)) <= snapshot_ids()
@@ -133,6 +134,12 @@ def test_a_finished_ami_of_the_same_run_and_its_snapshots_are_never_touched(
             f"security group {left['security group']}",
         ]
     )
+    # What AWS is asked, where the emulator is lenient: it ignores owner IDs it does not know
+    # (AWS: an error; without an owner, every public snapshot) and reads filter names in any case.
+    sent = {c.operation: c.params for c in calls.made}
+    assert sent["DescribeImages"]["Owners"] == ["self"]
+    assert sent["DescribeSnapshots"]["OwnerIds"] == ["self"]
+    assert {"Name": "status", "Values": ["available"]} in sent["DescribeVolumes"]["Filters"]
 
 
 def test_only_the_named_run_is_swept(emulator: str) -> None:
