@@ -67,11 +67,12 @@ class Target:
 
     @property
     def arguments(self) -> list[str]:
-        """For one function, also its own name: mutmut then runs only its tests clean first,
-        where the pattern alone would have it run them all."""
+        """For one function, its name with a star: mutmut then runs only its tests clean
+        first (a pattern that names no function has it run them all). The star also takes in
+        functions whose names start with this one's; the report counts this one's alone."""
         if "." not in self.name:
             return [self.pattern]
-        return [self.pattern, self.pattern.removesuffix("__mutmut_*")]
+        return [self.pattern.removesuffix("__mutmut_*") + "*"]
 
     @property
     def killed(self) -> int:
