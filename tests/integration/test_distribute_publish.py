@@ -350,3 +350,25 @@ def test_a_copy_that_outlasts_the_wait_is_one_line_and_the_rerun_resumes(image, 
     assert outcomes["eu-west-1"].ami_id == copy["ImageId"]
     assert outcomes["eu-west-1"].copy == "existing copy"
     assert parameter("eu-west-1")["Value"] == copy["ImageId"]
+
+
+def of_another_image(ami: dict) -> dict:
+    ec2 = boto3.client("ec2", BUILD)
+    catalog.tag(ec2, ami, {catalog.IMAGE: "other-image"})
+    return ec2.describe_images(ImageIds=[ami["ImageId"]])["Images"][0]
+
+
+def test_refuses_a_verified_ami_of_another_image(image) -> None:
+    other = of_another_image(baked_ami())
+    with recorded() as calls, pytest.raises(BakeryError) as e:
+        publish(image, ami_id=other["ImageId"], say=lambda _: None)
+    assert str(e.value) == f"{other['ImageId']} is an AMI of 'other-image', not of 'deepseek-r1-7b'"
+    assert calls.mutating() == []
+
+
+def test_the_newest_verified_ami_of_this_image_not_of_another(image, keys) -> None:
+    ours = baked_ami(run="20250101-000000-aaaaaa")
+    of_another_image(baked_ami(run="20250102-000000-bbbbbb"))
+    admit_accounts(keys)
+    outcomes = publish(image, say=lambda _: None, poll_seconds=0.01)
+    assert outcomes[BUILD].ami_id == ours["ImageId"]
