@@ -19,9 +19,7 @@ def _by_tag(key: str, value: str) -> list[dict[str, Any]]:
     return [{"Name": f"tag:{key}", "Values": [value]}]
 
 
-def sweep(
-    ec2: Any, run_id: str, *, images: bool = True, say: Callable[[str], None] = print
-) -> list[str]:
+def sweep(ec2: Any, run_id: str, *, images: bool, say: Callable[[str], None] = print) -> list[str]:
     """Remove every resource tagged with this run id; return what was removed, one line each.
 
     images=True also deregisters AMIs of the run that never got their fingerprint (an

@@ -102,6 +102,14 @@ def baked_ami(
     return ec2.describe_images(ImageIds=[ami_id])["Images"][0]
 
 
+def failed_ami(region: str = BUILD, *, run: str = "") -> dict[str, Any]:
+    """A baked AMI that `invoke verify` marked failed, as it marks one."""
+    ami = baked_ami(region, verified=False, run=run)
+    ec2 = boto3.client("ec2", region)
+    catalog.mark_verification(ec2, ami, False, {"bakery:verify-failure": "test_gpu_name: no GPU"})
+    return ec2.describe_images(ImageIds=[ami["ImageId"]])["Images"][0]
+
+
 def amis(region: str, **filters: str) -> list[dict[str, Any]]:
     ec2 = boto3.client("ec2", region)
     found = ec2.describe_images(

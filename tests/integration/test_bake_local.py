@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import pytest
 from cli import REPO, invoke, one_line_error
 from tooling import modern_packer, oldest_packer, require_tool
 
-from bakery import catalog, packer, render
+from bakery import catalog, config, local, packer, render
 
 pytestmark = [pytest.mark.emulator, pytest.mark.packer]
 IMAGE = "deepseek-r1-7b"
@@ -115,6 +116,100 @@ def test_emulator_gap_create_image_cannot_tag_snapshots(emulator: str, tagged: t
         return
     with pytest.raises(botocore.parsers.ResponseParserError, match="500 Internal Server Error"):
         ec2.create_image(InstanceId=instance, Name="gap", TagSpecifications=specs)
+
+
+def dotenv(image: str = IMAGE) -> dict[str, str]:
+    """build/IMAGE/bake.env as GitLab reads a dotenv report: KEY=VALUE lines."""
+    text = (REPO / "build" / image / "bake.env").read_text()
+    return dict(line.split("=", 1) for line in text.splitlines() if line)
+
+
+def skip_script(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """ci/skip-unless-baked.sh as a later job sources it, with the bake's dotenv variables."""
+    job = {"CI_JOB_NAME": f"verify: [{IMAGE}]", "IMAGE": IMAGE, "PATH": os.environ["PATH"]}
+    return subprocess.run(
+        ["bash", "-c", ". ci/skip-unless-baked.sh && echo went-on"],
+        cwd=REPO,
+        env=job | env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def newer_base(stand_in: str) -> dict:
+    """Points the base's (stand-in) parameter at another AMI, as a new release of the base
+    does. Another of the emulator's stock AMIs plays the new release: packer's spot launch
+    against the emulator fails on an AMI made there with create_image."""
+    ec2, ssm = boto3.client("ec2"), boto3.client("ssm")
+    current = ssm.get_parameter(Name=stand_in)["Parameter"]["Value"]
+    stock = ec2.describe_images(Filters=[{"Name": "name", "Values": ["ubuntu/images/*"]}])
+    release = sorted(
+        (i for i in stock["Images"] if i["ImageId"] != current), key=lambda i: i["ImageId"]
+    )[0]
+    ssm.put_parameter(
+        Name=stand_in,
+        Value=release["ImageId"],
+        Type="String",
+        DataType="aws:ec2:image",
+        Overwrite=True,
+    )
+    return release
+
+
+def test_bake_env_says_built_then_skipped_and_the_pipeline_follows(emulator: str) -> None:
+    built = invoke("bake", "--image", IMAGE, "--local")
+    assert built.returncode == 0, built.stdout + built.stderr
+    [ami] = amis()
+    assert dotenv() == {"BAKERY_AMI_ID": ami["ImageId"], "BAKERY_BAKED": "true"}
+    went_on = skip_script(dotenv())
+    assert went_on.returncode == 0 and went_on.stdout.endswith("went-on\n"), went_on.stdout
+
+    skipped = invoke("bake", "--image", IMAGE, "--local")
+    assert skipped.returncode == 0, skipped.stdout + skipped.stderr
+    assert dotenv() == {"BAKERY_AMI_ID": ami["ImageId"], "BAKERY_BAKED": "false"}
+    ended = skip_script(dotenv())
+    assert ended.returncode == 0 and "went-on" not in ended.stdout, ended.stdout + ended.stderr
+    assert f"skipped: the bake of {IMAGE} built nothing" in ended.stdout
+
+
+def test_a_newer_base_ami_gives_a_new_fingerprint_and_a_new_bake(emulator: str) -> None:
+    first = invoke("bake", "--image", IMAGE, "--local")
+    assert first.returncode == 0, first.stdout + first.stderr
+    [old] = amis()
+    stand_in = local.STAND_IN_PREFIX + config.load(IMAGE).base.ssm_parameter
+    release = newer_base(stand_in)
+    base = release["ImageId"]
+
+    second = invoke("bake", "--image", IMAGE, "--local")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert f"bake: {IMAGE}: base {base} ({release['Name']})" in second.stdout
+    [new] = [a for a in amis() if a["ImageId"] != old["ImageId"]]
+    assert tags(new)["bakery:source-ami"] == base
+    assert tags(new)["bakery:fingerprint"] != tags(old)["bakery:fingerprint"]
+    assert tags(old)["bakery:source-ami"] != base
+    assert dotenv() == {"BAKERY_AMI_ID": new["ImageId"], "BAKERY_BAKED": "true"}
+
+
+def test_a_changed_definition_gives_a_new_fingerprint_and_a_new_bake(
+    emulator: str, tmp_path: Path
+) -> None:
+    first = invoke("bake", "--image", IMAGE, "--local")
+    assert first.returncode == 0, first.stdout + first.stderr
+    [old] = amis()
+    text = (REPO / "images" / f"{IMAGE}.toml").read_text()
+    changed = tmp_path / f"{IMAGE}.toml"
+    # A value a local bake renders (the provisioners' values are left out there: nothing runs them).
+    changed.write_text(
+        re.sub(r"(?m)^root_volume_gib = \d+$", "root_volume_gib = 123", text, count=1)
+    )
+    assert changed.read_text() != text
+
+    second = invoke("bake", "--image", str(changed), "--local")
+    assert second.returncode == 0, second.stdout + second.stderr
+    [new] = [a for a in amis() if a["ImageId"] != old["ImageId"]]
+    assert tags(new)["bakery:source-ami"] == tags(old)["bakery:source-ami"]
+    assert tags(new)["bakery:fingerprint"] != tags(old)["bakery:fingerprint"]
 
 
 def test_bake_starts_and_stops_its_own_emulator_without_aws_endpoint_url(

@@ -30,6 +30,7 @@ from distribute_support import (
     baked_ami,
     customer_keys,
     definition,
+    failed_ami,
     launch_permissions,
     load,
     parameter,
@@ -177,29 +178,43 @@ def test_interrupted_run_completes_on_rerun(image, keys, event: str, after: int)
     assert calls.mutating() == []
 
 
-def test_refuses_an_unverified_ami(image) -> None:
-    unverified = baked_ami(verified=False)
+NOT_PASSED = {
+    "never-verified": (lambda **kw: baked_ami(verified=False, **kw), "never verified"),
+    "failed": (failed_ami, "bakery:verification is 'failed'"),
+}
+
+
+@pytest.mark.parametrize(("make", "state"), NOT_PASSED.values(), ids=NOT_PASSED.keys())
+def test_refuses_an_ami_that_did_not_pass(image, make, state: str) -> None:
+    ami = make()
     with recorded() as calls, pytest.raises(BakeryError) as e:
-        publish(image, ami_id=unverified["ImageId"], say=lambda _: None)
+        publish(image, ami_id=ami["ImageId"], say=lambda _: None)
     assert str(e.value) == (
-        f"{unverified['ImageId']} is not verified (never verified): run invoke verify --image"
+        f"{ami['ImageId']} is not verified ({state}): run invoke verify --image"
         " deepseek-r1-7b first; only verified AMIs leave this account"
     )
     assert calls.mutating() == []
 
 
-def test_newest_verified_is_taken_over_a_newer_unverified_one(image, keys) -> None:
+@pytest.mark.parametrize(("make", "_"), NOT_PASSED.values(), ids=NOT_PASSED.keys())
+def test_newest_verified_is_taken_over_a_newer_one_that_did_not_pass(image, keys, make, _) -> None:
     verified = baked_ami(run="20250101-000000-aaaaaa")
-    baked_ami(verified=False, run="20250102-000000-bbbbbb")
+    make(run="20250102-000000-bbbbbb")
     admit_accounts(keys)
     outcomes = publish(image, say=lambda _: None, poll_seconds=0.01)
     assert outcomes[BUILD].ami_id == verified["ImageId"]
 
 
-def test_no_verified_ami(image) -> None:
-    baked_ami(verified=False)
-    with pytest.raises(BakeryError, match="no verified AMI of deepseek-r1-7b in us-east-1"):
+@pytest.mark.parametrize(("make", "_"), NOT_PASSED.values(), ids=NOT_PASSED.keys())
+def test_no_verified_ami(image, make, _) -> None:
+    make()
+    with recorded() as calls, pytest.raises(BakeryError) as e:
         publish(image, say=lambda _: None)
+    assert str(e.value) == (
+        "no verified AMI of deepseek-r1-7b in us-east-1: run invoke bake --image"
+        " deepseek-r1-7b, then invoke verify --image deepseek-r1-7b"
+    )
+    assert calls.mutating() == []
 
 
 def test_refuses_an_ami_baked_against_the_emulator(image) -> None:
@@ -335,3 +350,25 @@ def test_a_copy_that_outlasts_the_wait_is_one_line_and_the_rerun_resumes(image, 
     assert outcomes["eu-west-1"].ami_id == copy["ImageId"]
     assert outcomes["eu-west-1"].copy == "existing copy"
     assert parameter("eu-west-1")["Value"] == copy["ImageId"]
+
+
+def of_another_image(ami: dict) -> dict:
+    ec2 = boto3.client("ec2", BUILD)
+    catalog.tag(ec2, ami, {catalog.IMAGE: "other-image"})
+    return ec2.describe_images(ImageIds=[ami["ImageId"]])["Images"][0]
+
+
+def test_refuses_a_verified_ami_of_another_image(image) -> None:
+    other = of_another_image(baked_ami())
+    with recorded() as calls, pytest.raises(BakeryError) as e:
+        publish(image, ami_id=other["ImageId"], say=lambda _: None)
+    assert str(e.value) == f"{other['ImageId']} is an AMI of 'other-image', not of 'deepseek-r1-7b'"
+    assert calls.mutating() == []
+
+
+def test_the_newest_verified_ami_of_this_image_not_of_another(image, keys) -> None:
+    ours = baked_ami(run="20250101-000000-aaaaaa")
+    of_another_image(baked_ami(run="20250102-000000-bbbbbb"))
+    admit_accounts(keys)
+    outcomes = publish(image, say=lambda _: None, poll_seconds=0.01)
+    assert outcomes[BUILD].ami_id == ours["ImageId"]

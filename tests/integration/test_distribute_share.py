@@ -20,6 +20,7 @@ from distribute_support import (
     baked_ami,
     customer_keys,
     definition,
+    failed_ami,
     kms_shim,
     launch_permissions,
     load,
@@ -72,11 +73,26 @@ def test_share_adds_only_what_is_missing_and_revoke_takes_it_back(emulator: str)
     assert calls.mutating() == []
 
 
-def test_share_refuses_an_unverified_ami_but_revoke_works_on_any(emulator: str) -> None:
-    ami_id = baked_ami(verified=False)["ImageId"]
-    with recorded() as calls, pytest.raises(BakeryError, match="is not verified"):
+@pytest.mark.parametrize(
+    ("make", "state"),
+    [
+        (lambda: baked_ami(verified=False), "never verified"),
+        (failed_ami, "bakery:verification is 'failed'"),
+    ],
+    ids=["never-verified", "failed"],
+)
+def test_share_refuses_an_ami_that_did_not_pass_but_revoke_works_on_any(
+    emulator: str, make, state: str
+) -> None:
+    ami_id = make()["ImageId"]
+    with recorded() as calls, pytest.raises(BakeryError) as e:
         share(ami_id, TARGETS, say=quiet)
+    assert str(e.value) == (
+        f"{ami_id} is not verified ({state}): run invoke verify --image deepseek-r1-7b first;"
+        " only verified AMIs leave this account"
+    )
     assert calls.mutating() == []
+    assert launch_permissions(BUILD, ami_id) == []
     assert share(ami_id, TARGETS, remove=True, say=quiet) == []
 
 

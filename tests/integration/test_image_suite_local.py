@@ -365,6 +365,8 @@ def test_real_ollama_systemd_checks_skip_or_fail_honestly(real: RealRun) -> None
     if pid1 != "systemd":
         assert active.outcome == "skipped", active
         assert f"host not booted with systemd: PID 1 is {pid1}" in active.message, active
+    else:  # systemd runs, and has no ollama.service (the unit is in the sandbox root)
+        assert active.outcome == "failed", active
     # This machine's systemd has no ollama.service (the unit is in the sandbox root): enabled
     # can never pass (it fails, or skips without systemctl to read unit files with).
     assert enabled.outcome in ("failed", "skipped"), enabled

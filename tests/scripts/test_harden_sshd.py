@@ -3,6 +3,9 @@ effective settings checked (the fake sshd -T keeps the first value, as sshd does
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 SCRIPT = "harden-sshd.sh"
 DROP_IN = "/etc/ssh/sshd_config.d/10-bakery.conf"
 # The start of Ubuntu 22.04's and 24.04's sshd_config.
@@ -66,9 +69,13 @@ def test_setting_read_before_the_include_fails(sandbox) -> None:
     ]
 
 
-def test_drop_in_sorts_before_cloud_init() -> None:
+def test_drop_in_sorts_before_cloud_init(repo) -> None:
     # sshd keeps the first value: ours must be read before 50-cloud-init.conf.
-    assert DROP_IN.rsplit("/", 1)[1] < "50-cloud-init.conf"
+    script = (repo / "scripts" / SCRIPT).read_text()
+    [installed] = re.findall(r"(?m)^readonly DROP_IN=(\S+)$", script)
+    shipped = sorted(p.name for p in (repo / "scripts/rootfs/etc/ssh/sshd_config.d").iterdir())
+    assert Path(installed).name in shipped
+    assert all(name < "50-cloud-init.conf" for name in shipped), shipped
 
 
 def test_missing_rootfs_fails_clearly(sandbox) -> None:

@@ -197,8 +197,7 @@ def test_instance_root_volume(lifecycle: Lifecycle, key: str, expected: object) 
     reason="moto launches ASG instances without the mixed instances policy's types, the spot"
     " market, or the launch template's metadata options (the template itself is checked in"
     " test_fleet_emulator.py)",
-    strict=False,
-)
+)  # strict (pyproject.toml): an emulator that learns it fails this loudly; then drop the mark
 def test_instance_is_spot_of_an_override_type_with_imdsv2(lifecycle: Lifecycle) -> None:
     (instance,) = lifecycle.instances
     assert instance["InstanceType"] in INSTANCE_TYPES

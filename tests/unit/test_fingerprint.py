@@ -126,3 +126,40 @@ def test_pycache_is_ignored(tmp_path: Path, scripts: Path) -> None:
     (scripts / "__pycache__" / "x.pyc").write_bytes(b"\0")
     assert fp(tmp_path, scripts) == before
     shutil.rmtree(scripts / "__pycache__")
+
+
+def test_renaming_a_script_changes_the_fingerprint(tmp_path: Path, scripts: Path) -> None:
+    """The same content under another name runs differently (render names each script)."""
+    before = fp(tmp_path, scripts)
+    (scripts / "install-ollama.sh").rename(scripts / "install-ollama-v2.sh")
+    assert fp(tmp_path, scripts) != before
+
+
+@pytest.mark.parametrize("mode", [0o744, 0o654, 0o645], ids=["owner", "group", "other"])
+def test_each_executable_bit_counts(tmp_path: Path, scripts: Path, mode: int) -> None:
+    script = scripts / "install-ollama.sh"
+    script.chmod(0o644)
+    plain = fp(tmp_path, scripts)
+    script.chmod(mode)
+    assert fp(tmp_path, scripts) != plain
+
+
+# The fingerprint of the inputs below, as this scheme computes it. A different value means
+# every image rebuilds at the next scheduled bake: change the scheme only on purpose, with a
+# new SCHEME, and then this value.
+STABLE = "28cde5b400465d7fe0c45e8f4a890e7724eed25238a7d0f2febfa1ec72d23d6d"
+
+
+def test_the_scheme_is_stable_across_releases(tmp_path: Path) -> None:
+    rendered = tmp_path / "rendered"
+    rendered.mkdir()
+    (rendered / "source.pkr.hcl").write_text('source "amazon-ebs" "image" {}\n')
+    (rendered / "image.pkrvars.hcl").write_text('image_name = "image"\n')
+    scripts = tmp_path / "scripts"
+    (scripts / "rootfs" / "etc").mkdir(parents=True)
+    (scripts / "install.sh").write_text("#!/usr/bin/env bash\necho install\n")
+    (scripts / "install.sh").chmod(0o755)
+    (scripts / "rootfs" / "etc" / "unit.conf").write_text("[Service]\n")
+    (scripts / "rootfs" / "etc" / "unit.conf").chmod(0o644)
+    files = [rendered / "source.pkr.hcl", rendered / "image.pkrvars.hcl"]
+    assert fingerprint(files, scripts, "ami-0123456789abcdef0") == STABLE

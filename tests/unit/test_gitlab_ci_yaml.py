@@ -7,10 +7,11 @@ files, the spot exit code, or the IAM policy of the README.
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import re
-import shlex
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import botocore.session
 import pytest
 import yaml
 from botocore import xform_name
+from tooling import require_tool
 
 from bakery import config
 from bakery.errors import SpotInterrupted
@@ -31,10 +33,16 @@ CHECK_JOBS = ["lint", "render", "test", "terraform"]
 
 
 class _Loader(yaml.SafeLoader):
-    """YAML as GitLab reads it: `!reference [job, key]` stays a plain list here."""
+    """YAML as GitLab reads it: `!reference [job, key]` becomes a Reference (a list)."""
 
 
-_Loader.add_constructor("!reference", yaml.SafeLoader.construct_sequence)
+class Reference(list):
+    """GitLab's `!reference [job, key, ...]`: that key's value, put in place."""
+
+
+_Loader.add_constructor(
+    "!reference", lambda loader, node: Reference(loader.construct_sequence(node))
+)
 
 CI: dict[str, Any] = yaml.load((REPO / ".gitlab-ci.yml").read_text(), Loader=_Loader)
 
@@ -96,7 +104,7 @@ def invocations() -> list[tuple[str, str, list[str]]]:
             for match in re.finditer(r"(?:^|[;&|(]\s*|\s)invoke\s+(?P<rest>.*)", line):
                 command = re.split(r"\s(?:&&|\|\||\|)\s|;", match["rest"])[0]
                 task, _, arguments = command.strip().partition(" ")
-                expansions = re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", arguments)
+                expansions = dict.fromkeys(re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", arguments))
                 expanded = " ".join([arguments, *(variables.get(v, "") for v in expansions)])
                 options = re.findall(r"(?<![\w-])--([a-z][a-z0-9-]*)", expanded)
                 found.append((name, task, options))
@@ -129,10 +137,90 @@ def test_invoked_task_and_options_exist(job_name: str, task: str, options: list[
     assert unknown == [], f"{job_name}: invoke {task} has no option --{', --'.join(unknown)}"
 
 
-def test_every_script_line_parses_as_shell() -> None:
-    for name in TEMPLATES_AND_JOBS:
-        for line in _script_lines(CI[name]):
-            shlex.split(line, comments=True)
+# --- the shell of every job passes shellcheck --------------------------------------------
+
+
+def _commands(entries: Any) -> list[str]:
+    """A script key's commands, as GitLab reads them: `!reference` tags put in place and
+    nested lists flattened."""
+    if entries is None:
+        return []
+    found: list[str] = []
+    for entry in [entries] if isinstance(entries, str) else entries:
+        if isinstance(entry, Reference):
+            value: Any = job(entry[0])
+            for key in entry[1:]:
+                value = value[key]
+            found += _commands(value)
+        elif isinstance(entry, list):
+            found += _commands(entry)
+        else:
+            found.append(str(entry))
+    return found
+
+
+def shell_of(name: str) -> str:
+    """bash in the job image; Docker's own images (ci-image's) are Alpine: busybox sh."""
+    image = job(name).get("image", CI["default"]["image"])
+    image = image["name"] if isinstance(image, dict) else image
+    return "sh" if image.startswith("docker:") else "bash"
+
+
+def shell_scripts(name: str) -> dict[str, str]:
+    """What the runner executes for a job, as shell scripts: before_script and script in one
+    shell (before_script from `default:` unless the job has its own), after_script in another.
+    GitLab's own `$[[ ... ]]` expressions are expanded before any shell runs: a placeholder
+    stands in. The pipeline's and the job's variables are declared (GitLab exports them)."""
+    data = job(name)
+    sections = {
+        "script": _commands(data.get("before_script", CI["default"].get("before_script")))
+        + _commands(data.get("script")),
+        "after_script": _commands(data.get("after_script", CI["default"].get("after_script"))),
+    }
+    shell = shell_of(name)
+    strict = "set -eo pipefail" if shell == "bash" else "set -e"  # as the runner starts each
+    matrix = [k for entry in data.get("parallel", {}).get("matrix", []) for k in entry]
+    declared = [f"export {v}" for v in sorted({*_variables(name), *matrix}) if v.isidentifier()]
+    return {
+        section: "\n".join(
+            [f"#!/bin/{shell}", strict, *declared]
+            + [re.sub(r"\$\[\[.*?\]\]", "GITLAB_EXPRESSION", c) for c in commands]
+        )
+        + "\n"
+        for section, commands in sections.items()
+        if commands
+    }
+
+
+SHELL_SECTIONS = [(n, s) for n in JOBS for s in shell_scripts(n)]
+
+
+def test_every_job_has_its_shell_checked() -> None:
+    """Guards the extraction above: a job whose script was not found would pass unchecked."""
+    assert {n for n, s in SHELL_SECTIONS if s == "script"} == set(JOBS)
+    assert shell_of("ci-image") == "sh" and shell_of("bake") == "bash"
+    assert ". ci/aws-oidc.sh" in shell_scripts("bake")["script"]
+
+
+@pytest.mark.parametrize(
+    ("name", "section"), SHELL_SECTIONS, ids=[f"{n}-{s}" for n, s in SHELL_SECTIONS]
+)
+def test_job_shell_passes_shellcheck(name: str, section: str, tmp_path: Path) -> None:
+    script = tmp_path / f"{name.replace(' ', '_')}-{section}.sh"
+    script.write_text(shell_scripts(name)[section])
+    # -x follows `. ci/...` from the repository root, where the runner starts the job.
+    checked = subprocess.run(
+        [require_tool("shellcheck"), "-x", "--format=gcc", str(script)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    numbered = "\n".join(
+        f"{i:3} {line}" for i, line in enumerate(script.read_text().splitlines(), 1)
+    )
+    assert checked.returncode == 0, (
+        f"{name} {section}:\n{checked.stdout}{checked.stderr}\n{numbered}"
+    )
 
 
 # --- per-image jobs ----------------------------------------------------------------------
@@ -195,15 +283,46 @@ def test_only_a_spot_interruption_is_retried(name: str) -> None:
         assert retry is None
 
 
-def test_spot_exit_code_is_ex_tempfail() -> None:
-    assert SpotInterrupted.exit_code == 75
+def test_the_docs_name_the_exit_code_that_is_retried() -> None:
+    """What a reader is told is what the pipeline retries (the code itself, 75, is checked
+    through a task in tests/unit/test_spot.py)."""
+    code = SpotInterrupted.exit_code
+    assert f"The tool exits {code} (EX_TEMPFAIL" in (REPO / "docs" / "gitlab-ci.md").read_text()
+    assert f"a spot interruption (exit code {code})" in (REPO / "README.md").read_text()
+    assert f"Exit code {code} (SpotInterrupted" in (REPO / ".gitlab-ci.yml").read_text()
 
 
 def test_gc_runs_after_the_images_whatever_they_did() -> None:
     gc = job("gc")
-    assert CI["stages"][-1] == gc["stage"] == "gc"
+    stages = CI["stages"]
+    assert gc["stage"] == "gc"
+    assert all(stages.index(job(n)["stage"]) < stages.index("gc") for n in AWS_JOBS if n != "gc")
     assert "needs" not in gc  # stage order: after every prune
     assert [r["when"] for r in gc["rules"]] == ["always"]
+
+
+def _benchmark(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(
+        f"benchmarks_{name}", REPO / "benchmarks" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_mutation_report_runs_on_schedules_only_and_without_aws() -> None:
+    data = job("mutation")
+    assert [r["if"] for r in data["rules"]] == [
+        '$CI_PIPELINE_SOURCE == "schedule" && $CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH'
+    ]
+    assert "id_tokens" not in data
+    assert data.get("before_script", CI["default"]["before_script"]) == [". ci/job-env.sh"]
+    assert data["needs"] == [{"job": "ci-image", "optional": True}], "holds up no other job"
+    assert data["script"][0].startswith("python benchmarks/mutants.py ")
+    report = _benchmark("mutants").REPORT.relative_to(REPO)
+    assert data["artifacts"]["paths"] == [f"{report.parent}/"]
+    assert data["artifacts"]["when"] == "always"
 
 
 # --- credentials -------------------------------------------------------------------------

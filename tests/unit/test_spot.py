@@ -55,8 +55,8 @@ def test_spot_interrupted_exits_75_through_a_task() -> None:
 
     with pytest.raises(Exit) as exc:
         failing.body(None)
-    assert exc.value.code == 75
-    assert SpotInterrupted.exit_code == 75 and issubclass(SpotInterrupted, BakeryError)
+    assert exc.value.code == 75  # EX_TEMPFAIL: what .gitlab-ci.yml retries
+    assert issubclass(SpotInterrupted, BakeryError)
 
 
 # --- bake: packer failed, and the build instance was reclaimed --------------------------------
