@@ -125,6 +125,22 @@ class Verdict:
         )
 
 
+def verdict_record(v: Verdict | None) -> dict[str, Any] | None:
+    """The verdict as build/NAME/verify.json holds it."""
+    if v is None:
+        return None
+    return {
+        "passed": v.passed,
+        "tests": v.tests,
+        "failures": v.failures,
+        "errors": v.errors,
+        "skipped": v.skipped,
+        "skipped_cannot_run_here": v.skipped_allowed,
+        "first_problem": v.first_problem,
+        "report_sha256": v.sha256,
+    }
+
+
 def _check_name(case: ET.Element) -> str:
     module = case.get("classname", "")
     path = module.replace(".", "/") + ".py" if module else "?"

@@ -436,18 +436,7 @@ def _record(paths_: expect.Paths, result: Verified, manifest: dict[str, Any], ch
         "disk": result.disk,
         "fingerprint": manifest.get("fingerprint"),
         "accelerator": chosen,
-        "verdict": None
-        if v is None
-        else {
-            "passed": v.passed,
-            "tests": v.tests,
-            "failures": v.failures,
-            "errors": v.errors,
-            "skipped": v.skipped,
-            "skipped_cannot_run_here": v.skipped_allowed,
-            "first_problem": v.first_problem,
-            "report_sha256": v.sha256,
-        },
+        "verdict": expect.verdict_record(v),
         "marked": None,  # a local VM never marks anything in AWS
         "timings": result.timings,
         "boot_s": {k: round(s, 1) for k, s in result.boot_s.items()},
