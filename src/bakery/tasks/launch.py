@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from invoke import Exit
 
+from ..fleet import cost as costing
 from ..fleet import destroy as destroying
 from ..fleet import launch as launching
 from ..fleet import options
@@ -132,3 +133,16 @@ def connect(c, image=None, instance=None, local_port=None, region=None, local=Fa
 def destroy(c, image=None, region=None, local=False):
     """Destroy the image's fleet with terraform, then check that nothing of it is left."""
     destroying.destroy(image_arg(image), region=region, use_emulator=local)
+
+
+@bakery_task(
+    help={
+        "image": IMAGE_HELP,
+        "region": REGION_HELP,
+        "json": "print the numbers as JSON (unrounded) instead of a table",
+        "local": FLEET_LOCAL_HELP,
+    }
+)
+def cost(c, image=None, region=None, json=False, local=False):
+    """Spot prices: the fleet per hour (now, at its max), the newest AMI's bake and verify, $/M tokens."""
+    costing.cost(image_arg(image), region=region, as_json=json, use_emulator=local)
