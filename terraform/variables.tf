@@ -96,7 +96,7 @@ variable "ui_port" {
 }
 
 variable "ui_ingress_cidrs" {
-  description = "IPv4 CIDR blocks allowed to reach the UI on ui_port. Empty (the default) opens nothing: reach the UI through Session Manager port forwarding (AWS-StartPortForwardingSession). The UI has no authentication and can make Ollama pull models, so 0.0.0.0/0 is refused: put an authenticating proxy in front instead (see additional_security_group_ids)."
+  description = "IPv4 CIDR blocks allowed to reach the UI on ui_port. Empty (the default) opens nothing: reach the UI through Session Manager port forwarding (AWS-StartPortForwardingSession). The UI has no authentication and can make Ollama pull models, so 0.0.0.0/0 is refused: put sign-in in front instead (create_load_balancer)."
   type        = list(string)
   default     = []
 
@@ -199,13 +199,13 @@ variable "max_size" {
 }
 
 variable "desired_capacity" {
-  description = "Number of instances to run, between min_size and max_size. 0 keeps the group (and its launch template) ready without paying for GPUs."
+  description = "Number of instances to run, between min_size and max_size. 0 keeps the group (and its launch template) ready without paying for GPUs. null leaves it to the group: it starts at min_size and the scaling policy moves it (see target_requests_per_instance), and no apply resets it."
   type        = number
   default     = 1
 
   validation {
-    condition     = var.desired_capacity >= 0 && var.desired_capacity == floor(var.desired_capacity)
-    error_message = "desired_capacity must be a whole number, 0 or more."
+    condition     = var.desired_capacity == null || try(var.desired_capacity >= 0 && var.desired_capacity == floor(var.desired_capacity), false)
+    error_message = "desired_capacity must be a whole number, 0 or more, or null."
   }
 }
 
@@ -313,5 +313,173 @@ variable "ui_ollama_url_env" {
   validation {
     condition     = can(regex("^[A-Za-z_][A-Za-z0-9_]*$", var.ui_ollama_url_env))
     error_message = "ui_ollama_url_env must be an environment variable name (letters, digits, underscores, not starting with a digit)."
+  }
+}
+
+################################################################################
+# Load balancer (optional): one HTTPS address with sign-in in front of the fleet
+################################################################################
+
+variable "create_load_balancer" {
+  description = "Put an Application Load Balancer in front of the fleet: HTTPS on 443 with load_balancer_certificate_arn (HTTP on 80 redirects), sign-in through oidc or cognito, then the UI. The instances then accept ui_port from the load balancer's security group, a launch lifecycle hook keeps each new instance out of service until its models are loaded and the UI answers, and the group scales on requests per instance. false (the default) creates none of it."
+  type        = bool
+  default     = false
+}
+
+variable "load_balancer_certificate_arn" {
+  description = "ARN of the ACM certificate the HTTPS listener presents, in the fleet's region. Required with create_load_balancer. Point a DNS name the certificate covers at load_balancer_dns_name (a CNAME or an alias record)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.load_balancer_certificate_arn == null || can(regex("^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[A-Za-z0-9-]+$", var.load_balancer_certificate_arn))
+    error_message = "load_balancer_certificate_arn must be an ACM certificate ARN (arn:aws:acm:REGION:ACCOUNT:certificate/ID)."
+  }
+}
+
+variable "load_balancer_subnet_ids" {
+  description = "Subnets of the load balancer, in at least two Availability Zones of vpc_id (public subnets for an internet-facing one). null uses subnet_ids."
+  type        = list(string)
+  default     = null
+
+  validation {
+    condition     = var.load_balancer_subnet_ids == null || try(length(var.load_balancer_subnet_ids) >= 2 && alltrue([for s in var.load_balancer_subnet_ids : can(regex("^subnet-[0-9a-f]+$", s))]), false)
+    error_message = "load_balancer_subnet_ids must hold at least two subnet IDs (subnet-...), in different Availability Zones."
+  }
+}
+
+variable "load_balancer_internal" {
+  description = "Make the load balancer internal (reachable from inside the VPC and what is peered or connected to it) instead of internet-facing."
+  type        = bool
+  default     = false
+}
+
+variable "load_balancer_ingress_cidrs" {
+  description = "IPv4 CIDR blocks allowed to reach the load balancer on 443 (and 80, which only redirects). Everyone must still sign in (oidc or cognito); narrow it to your networks to keep the sign-in page itself private."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
+
+  validation {
+    condition     = length(var.load_balancer_ingress_cidrs) >= 1 && alltrue([for c in var.load_balancer_ingress_cidrs : can(cidrnetmask(c))])
+    error_message = "load_balancer_ingress_cidrs must hold at least one IPv4 CIDR block such as 203.0.113.0/24."
+  }
+}
+
+variable "load_balancer_ssl_policy" {
+  description = "Security policy of the HTTPS listener (the TLS versions and ciphers it accepts)."
+  type        = string
+  default     = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+
+  validation {
+    condition     = can(regex("^ELBSecurityPolicy-", var.load_balancer_ssl_policy))
+    error_message = "load_balancer_ssl_policy must be an ELB security policy name (ELBSecurityPolicy-...)."
+  }
+}
+
+variable "load_balancer_idle_timeout" {
+  description = "Seconds a connection through the load balancer may stay silent before it is closed. A chat answer streams, but a request queued behind another generation (Ollama answers one at a time by default) sends nothing until its turn."
+  type        = number
+  default     = 600
+
+  validation {
+    condition     = var.load_balancer_idle_timeout >= 1 && var.load_balancer_idle_timeout <= 4000 && var.load_balancer_idle_timeout == floor(var.load_balancer_idle_timeout)
+    error_message = "load_balancer_idle_timeout must be a whole number of seconds from 1 to 4000."
+  }
+}
+
+variable "load_balancer_access_logs_bucket" {
+  description = "Name of an S3 bucket (with a policy that lets Elastic Load Balancing write to it) for the load balancer's access logs. null (the default) writes none: the module creates no bucket."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.load_balancer_access_logs_bucket == null || can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.load_balancer_access_logs_bucket))
+    error_message = "load_balancer_access_logs_bucket must be an S3 bucket name."
+  }
+}
+
+variable "deregistration_delay" {
+  description = "Seconds the load balancer keeps serving the requests in flight on an instance that leaves it (scale-in, a spot interruption notice) before it cuts them. A streaming generation is one such request: give it the time a long answer takes. The instance is terminated after it, so a longer delay costs only when a request is still running (spot interruption gives two minutes whatever this says)."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.deregistration_delay >= 0 && var.deregistration_delay <= 3600 && var.deregistration_delay == floor(var.deregistration_delay)
+    error_message = "deregistration_delay must be a whole number of seconds from 0 to 3600."
+  }
+}
+
+variable "oidc" {
+  description = "Sign-in through an OpenID Connect provider (authenticate-oidc): issuer, client_id and the authorization, token and user info endpoints from the provider's /.well-known/openid-configuration (invoke launch reads them from there), and client_secret_ssm_parameter, the NAME of a SecureString SSM parameter holding the client secret (or /aws/reference/secretsmanager/SECRET_NAME for a Secrets Manager secret). The secret is read by a data source at plan time, so it is in the Terraform state, as in any listener that uses it: keep the state private. The provider must allow https://<your DNS name>/oauth2/idpresponse as a redirect URI."
+  type = object({
+    issuer                      = string
+    client_id                   = string
+    client_secret_ssm_parameter = string
+    authorization_endpoint      = string
+    token_endpoint              = string
+    user_info_endpoint          = string
+    scope                       = optional(string, "openid email")
+    session_timeout             = optional(number, 43200)
+  })
+  default = null
+
+  validation {
+    condition     = var.oidc == null || try(alltrue([for u in [var.oidc.issuer, var.oidc.authorization_endpoint, var.oidc.token_endpoint, var.oidc.user_info_endpoint] : can(regex("^https://[^/ ]+", u))]), false)
+    error_message = "oidc: issuer, authorization_endpoint, token_endpoint and user_info_endpoint must be https:// URLs."
+  }
+
+  validation {
+    condition     = var.oidc == null || try(can(regex("^/?[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$", var.oidc.client_secret_ssm_parameter)), false)
+    error_message = "oidc.client_secret_ssm_parameter must be an SSM parameter name (the secret's name, never the secret itself)."
+  }
+
+  validation {
+    condition     = var.oidc == null || try(var.oidc.session_timeout >= 1 && var.oidc.session_timeout <= 604800, false)
+    error_message = "oidc.session_timeout must be from 1 to 604800 seconds (7 days)."
+  }
+}
+
+variable "cognito" {
+  description = "Sign-in through an Amazon Cognito user pool (authenticate-cognito) instead of oidc: the user pool's ARN, an app client ID (with a client secret, the authorization code grant and https://<your DNS name>/oauth2/idpresponse as a callback URL) and the user pool's domain prefix."
+  type = object({
+    user_pool_arn       = string
+    user_pool_client_id = string
+    user_pool_domain    = string
+    scope               = optional(string, "openid email")
+    session_timeout     = optional(number, 43200)
+  })
+  default = null
+
+  validation {
+    condition     = var.cognito == null || try(can(regex("^arn:aws[a-z-]*:cognito-idp:", var.cognito.user_pool_arn)), false)
+    error_message = "cognito.user_pool_arn must be a Cognito user pool ARN (arn:aws:cognito-idp:...)."
+  }
+}
+
+variable "allow_model_pulls" {
+  description = "Let requests through the load balancer reach the UI's /api/model route, which makes Ollama download any model it is asked for (filling the disk, from any registry). false (the default) answers 403 for it at the load balancer."
+  type        = bool
+  default     = false
+}
+
+variable "lifecycle_hook_heartbeat_timeout" {
+  description = "With create_load_balancer: seconds a new instance may take from launch to loaded models and an answering UI. Its user-data completes the launch lifecycle action then; an instance that has not by this time is abandoned (terminated and replaced) and never takes traffic. Cover the first model load from a lazily initialized volume (see volume_initialization_rate)."
+  type        = number
+  default     = 1800
+
+  validation {
+    condition     = var.lifecycle_hook_heartbeat_timeout >= 30 && var.lifecycle_hook_heartbeat_timeout <= 7200 && var.lifecycle_hook_heartbeat_timeout == floor(var.lifecycle_hook_heartbeat_timeout)
+    error_message = "lifecycle_hook_heartbeat_timeout must be a whole number of seconds from 30 to 7200."
+  }
+}
+
+variable "target_requests_per_instance" {
+  description = "With create_load_balancer and max_size above min_size: the target tracking policy keeps the load balancer's requests per instance per minute (ALBRequestCountPerTarget) near this, between min_size and max_size. Every request counts, page loads too, not only chat messages (each is one /api/chat request), so set it from what one instance serves."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.target_requests_per_instance > 0
+    error_message = "target_requests_per_instance must be more than 0."
   }
 }

@@ -28,6 +28,7 @@ from . import (
     quotas,
     render,
     spot,
+    usage,
 )
 from .config import ImageDef
 from .errors import BakeryError, ConfigError, Interrupted, SpotInterrupted
@@ -252,6 +253,7 @@ def bake(
             ami = catalog.get(ec2, artifact["ami_id"])
             info = None if use_emulator else _version_info(rendered.directory)
             _secure(ec2, ami, say)
+            _record_usage(ec2, ami, build_id, say)
             catalog.tag(
                 ec2, ami, provenance(image, base, fp, build_id, info) | {catalog.FINGERPRINT: fp}
             )
@@ -412,6 +414,17 @@ def _remove_profile(name: str, say: Say) -> None:
             say(f"clean-up: could not remove instance profile {name}: {aws.describe(e)}")
     if removed:
         say("bake: removed " + " and ".join(removed))
+
+
+def _record_usage(ec2: Any, ami: dict[str, Any], build_id: str, say: Say) -> None:
+    """The build instance's hours, as a tag for `invoke cost`; a bake never fails over it."""
+    try:
+        used = usage.record(ec2, ami, usage.BAKE, build_id)
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, BakeryError) as e:
+        say(f"bake: warning: the build instance's hours were not recorded: {aws.describe(e)}")
+        return
+    if not used:
+        say(f"bake: warning: no instance of build {build_id} found: its hours were not recorded")
 
 
 def _sweep(ec2: Any, build_id: str, say: Say) -> None:

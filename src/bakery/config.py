@@ -41,6 +41,11 @@ SECURITY_GROUP_RE = re.compile(r"^sg-([0-9a-f]{8}|[0-9a-f]{17})$")
 PROFILE_NAME_RE = re.compile(r"^[\w+=,.@-]{1,128}$")
 COMMUNICATORS = ("ssh", "session_manager")
 SUBNET_WHAT = "a subnet ID (subnet-...) or a tag filter (tag:KEY=VALUE)"
+CERTIFICATE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[A-Za-z0-9-]+$")
+HTTPS_URL_RE = re.compile(r"^https://[^\s/?#]+(/[^\s?#]*)?$")
+OIDC_CLIENT_ID_RE = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable, no spaces
+# An SSM parameter name (or /aws/reference/secretsmanager/NAME): the secret's name, never its value.
+PARAMETER_NAME_RE = re.compile(r"^/?[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 
 # GPU families the verify and launch steps know how to check (the name nvidia-smi reports).
 GPU_BY_FAMILY = {
@@ -213,6 +218,20 @@ DEFAULT_VOLUME_INITIALIZATION_RATE = 300
 class Launch:
     instance_types: tuple[str, ...]
     volume_initialization_rate: int | None = DEFAULT_VOLUME_INITIALIZATION_RATE  # None: off
+    # A scaling fleet (both, or neither: a fixed --capacity).
+    min_capacity: int | None = None
+    max_capacity: int | None = None
+    requests_per_instance: int = 10
+    # The load balancer: on when a certificate is named, with sign-in through OIDC.
+    certificate_arn: str | None = None
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret_param: str | None = None  # its NAME: never the secret
+    # The issuer's endpoints; read from its discovery document when not given.
+    oidc_authorization_endpoint: str | None = None
+    oidc_token_endpoint: str | None = None
+    oidc_user_info_endpoint: str | None = None
+    allow_model_pulls: bool = False
 
 
 @dataclass(frozen=True)
@@ -314,8 +333,10 @@ class _Table:
             raise self.fail(name, "lists an item twice")
         return tuple(values)
 
-    def number(self, name: str, default: Any = ..., *, low: int, high: int, what: str = "") -> int:
+    def number(self, name: str, default: Any = ..., *, low: int, high: int, what: str = "") -> Any:
         value = self.get(name, int, default, what=what or f"an integer from {low} to {high}")
+        if value is None:  # an optional number, left out
+            return None
         if not low <= value <= high:
             raise self.fail(name, f"{value} is out of range ({low} to {high})")
         return int(value)
@@ -593,6 +614,74 @@ def _ui(t: _Table) -> UI:
     return UI(image, git, commit, env, port, archive)
 
 
+def _parameter_name(t: _Table, name: str) -> str | None:
+    """The NAME of the parameter holding a secret; what was written is never echoed, since it
+    may be the secret itself, put there by mistake."""
+    value = t.get(name, str, None)
+    if value is not None and not PARAMETER_NAME_RE.match(value):
+        raise t.fail(
+            name,
+            "is not the NAME of an SSM SecureString parameter holding the secret (or"
+            " /aws/reference/secretsmanager/SECRET_NAME); the secret itself never goes here",
+        )
+    return str(value) if value is not None else None
+
+
+def _launch(t: _Table) -> Launch:
+    types = _gpu_types(t, "instance_types")
+    if len(types) < 2:
+        raise t.fail(
+            "instance_types",
+            "needs at least two GPU instance types (spot capacity diversification)",
+        )
+    low = t.number("min_capacity", None, low=1, high=1000)
+    high = t.number("max_capacity", None, low=1, high=1000)
+    if (low is None) != (high is None):
+        raise t.fail(
+            "max_capacity" if low is not None else "min_capacity",
+            "set min_capacity and max_capacity together (a scaling fleet), or neither (--capacity)",
+        )
+    if low is not None and high is not None and low > high:
+        raise t.fail("max_capacity", f"{high} is below min_capacity ({low})")
+    url = "an https:// URL"
+    launch = Launch(
+        instance_types=types,
+        volume_initialization_rate=_initialization_rate(t),
+        min_capacity=low,
+        max_capacity=high,
+        requests_per_instance=t.number("requests_per_instance", 10, low=1, high=100000),
+        certificate_arn=t.text(
+            "certificate_arn",
+            CERTIFICATE_ARN_RE,
+            None,
+            what="an ACM certificate ARN (arn:aws:acm:REGION:ACCOUNT:certificate/ID)",
+        ),
+        oidc_issuer=t.text("oidc_issuer", HTTPS_URL_RE, None, what=f"{url} (the issuer)"),
+        oidc_client_id=t.text(
+            "oidc_client_id", OIDC_CLIENT_ID_RE, None, what="a client ID (printable, no spaces)"
+        ),
+        oidc_client_secret_param=_parameter_name(t, "oidc_client_secret_param"),
+        oidc_authorization_endpoint=t.text(
+            "oidc_authorization_endpoint", HTTPS_URL_RE, None, what=url
+        ),
+        oidc_token_endpoint=t.text("oidc_token_endpoint", HTTPS_URL_RE, None, what=url),
+        oidc_user_info_endpoint=t.text("oidc_user_info_endpoint", HTTPS_URL_RE, None, what=url),
+        allow_model_pulls=t.get("allow_model_pulls", bool, False),
+    )
+    endpoints = {
+        k: getattr(launch, k)
+        for k in ("oidc_authorization_endpoint", "oidc_token_endpoint", "oidc_user_info_endpoint")
+    }
+    given = [k for k, v in endpoints.items() if v]
+    if given and len(given) < len(endpoints):
+        missing = next(k for k, v in endpoints.items() if not v)
+        raise t.fail(missing, "set all three OIDC endpoints, or none (read from the issuer)")
+    if given and not launch.oidc_issuer:
+        raise t.fail(given[0], "applies only with oidc_issuer")
+    t.done()
+    return launch
+
+
 def load(name_or_path: str | Path, images_dir: Path = IMAGES_DIR) -> ImageDef:
     """Load and check one image definition, by name (images/<name>.toml) or path."""
     path = Path(name_or_path)
@@ -688,14 +777,7 @@ def _parse(path: Path, name: str, data: dict[str, Any]) -> ImageDef:
     )
     v.done()
 
-    la = top.table("launch")
-    launch = Launch(_gpu_types(la, "instance_types"), _initialization_rate(la))
-    if len(launch.instance_types) < 2:
-        raise la.fail(
-            "instance_types",
-            "needs at least two GPU instance types (spot capacity diversification)",
-        )
-    la.done()
+    launch = _launch(top.table("launch"))
 
     d = top.table("distribute", required=False)
     kms = d.get("kms_key_ids", dict, {}, what="a table of region = KMS key ARN")

@@ -20,12 +20,17 @@ UI_IMAGE = "bakery/ui:baked"  # the tag pull-ui-image.sh gives the baked UI imag
 
 
 def inputs(image: ImageDef) -> dict[str, object]:
-    """What terraform/main.tf passes to templatefile() for a fleet of this image."""
+    """What terraform/main.tf passes to templatefile() for a fleet of this image without a load
+    balancer: no lifecycle hook to complete and no target group to leave, as a verify instance
+    or a local VM has none (they boot outside any Auto Scaling group)."""
     return {
         "ui_image": UI_IMAGE,
         "ui_port": image.ui.port,
         "ui_ollama_url_env": image.ui.ollama_url_env,
         "models": image.model_names,
+        "lifecycle_hook_name": "",
+        "autoscaling_group_name": "",
+        "target_group_arn": "",
     }
 
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import botocore.exceptions
 
-from . import TOOL, aws, catalog, cleanup, config, instanceprofile, local, network, userdata
+from . import TOOL, aws, catalog, cleanup, config, instanceprofile, local, network, usage, userdata
 from . import expectations as expect
 from .bake import new_build_id
 from .config import ImageDef
@@ -454,6 +454,7 @@ def _run(
             failure = e
         finally:
             result.cleaned = clean(ec2, created, directory, say)
+            _record_usage(ec2, ami_id, created, say)
     _record(paths, result)
     ended = (
         "ended the instance and removed what it created"
@@ -498,6 +499,16 @@ def _with_run_profile(boot: Boot, created: Created, tags: dict[str, str], say: S
     iam = aws.client("iam")
     created.profile = instanceprofile.create(iam, created.run_id, tags, document, say).name
     return dataclasses.replace(boot, instance_profile=created.profile)
+
+
+def _record_usage(ec2: Any, ami_id: str, created: Created, say: Say) -> None:
+    """The instance's hours (it has ended), as a tag for `invoke cost`, whatever the verdict."""
+    if not created.instance_ids:
+        return
+    try:
+        usage.record(ec2, catalog.get(ec2, ami_id), usage.VERIFY, created.run_id)
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, BakeryError) as e:
+        say(f"verify: warning: the instance's hours were not recorded: {aws.describe(e)}")
 
 
 def _still_there(ec2: Any, launched: Launched | None) -> None:

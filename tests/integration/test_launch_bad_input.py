@@ -65,7 +65,8 @@ def nothing_applied(state_dir: Path) -> None:
                 "0.0.0.0/0",
             ],
             "error: --allow-cidr 0.0.0.0/0 would open the UI to the whole internet, and it has no"
-            " authentication: name narrower networks, or add --yes-public if you mean it",
+            " authentication: name narrower networks, put sign-in in front (--certificate-arn and"
+            " the --oidc-* options), or add --yes-public if you mean it",
         ),
         (
             ["--image", IMAGE, "--local", "--yes-public"],

@@ -29,6 +29,16 @@ from tfharness import (
 pytestmark = [pytest.mark.terraform, pytest.mark.emulator, pytest.mark.slow]
 
 SSM_PARAMETER = "/bakery/deepseek-r1-7b/ami-id"
+SECRET_PARAMETER = "/bakery/oidc-client-secret"
+CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/11111111-2222-3333-4444-555555555555"
+OIDC = {
+    "issuer": "https://login.example.com",
+    "client_id": "bakery",
+    "client_secret_ssm_parameter": SECRET_PARAMETER,
+    "authorization_endpoint": "https://login.example.com/authorize",
+    "token_endpoint": "https://login.example.com/token",
+    "user_info_endpoint": "https://login.example.com/userinfo",
+}
 KMS_KEY = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
 
 # Scenarios that must plan: inputs of the module besides the common ones.
@@ -61,6 +71,40 @@ REFUSED: dict[str, tuple[dict[str, Any], str, str]] = {
         "group",
         "must lie between min_size",
     ),
+    "lb-no-certificate": (
+        {"create_load_balancer": True, "oidc": OIDC},
+        "load-balancer",
+        "needs load_balancer_certificate_arn",
+    ),
+    "lb-no-sign-in": (
+        {"create_load_balancer": True, "load_balancer_certificate_arn": CERTIFICATE},
+        "load-balancer",
+        "needs exactly one of oidc or cognito",
+    ),
+    "lb-two-sign-ins": (
+        {
+            "create_load_balancer": True,
+            "load_balancer_certificate_arn": CERTIFICATE,
+            "oidc": OIDC,
+            "cognito": {
+                "user_pool_arn": "arn:aws:cognito-idp:us-east-1:123456789012:userpool/us-east-1_x",
+                "user_pool_client_id": "client",
+                "user_pool_domain": "bakery",
+            },
+        },
+        "load-balancer",
+        "needs exactly one of oidc or cognito",
+    ),
+}
+# What the load balancer brings; none of it may be planned while it is off.
+LOAD_BALANCER_TYPES = {
+    "aws_lb",
+    "aws_lb_listener",
+    "aws_lb_listener_rule",
+    "aws_lb_target_group",
+    "aws_autoscaling_lifecycle_hook",
+    "aws_autoscaling_policy",
+    "aws_iam_role_policy",
 }
 
 
@@ -107,6 +151,7 @@ def plans(emulator_server: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         boto3.client("ssm").put_parameter(
             Name=SSM_PARAMETER, Type="String", DataType="aws:ec2:image", Value=amis["published"]
         )
+        boto3.client("ssm").put_parameter(Name=SECRET_PARAMETER, Type="SecureString", Value="x")
         vpc, subnets = default_network(ec2)
 
         work = tmp_path_factory.mktemp("plans")
@@ -133,9 +178,36 @@ def plans(emulator_server: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
                 f"refused-{group}",
                 fleets({name: inputs for name, (inputs, g, _) in REFUSED.items() if g == group}),
             )
-            for group in ("template", "group")
+            for group in ("template", "group", "load-balancer")
         }
         yield Plans(amis=amis, accepted=tf.show_plan("accepted"), refused=refused)
+
+
+def test_without_the_load_balancer_nothing_of_it_is_planned(plans: Plans) -> None:
+    planned = {c["type"] for c in plans.accepted["resource_changes"]}
+    assert planned & LOAD_BALANCER_TYPES == set()
+    assert "aws_security_group_rule" not in planned
+    groups = [c for c in plans.accepted["resource_changes"] if c["type"] == "aws_security_group"]
+    assert {c["name"] for c in groups} == {"this"}
+
+
+def test_without_the_load_balancer_the_group_is_as_before(plans: Plans) -> None:
+    (group,) = [
+        c["change"]["after"]
+        for c in plans.accepted["resource_changes"]
+        if c["address"] == 'module.fleet["published"].aws_autoscaling_group.this'
+    ]
+    assert group["initial_lifecycle_hook"] == []
+    assert group.get("health_check_type") in (None, "EC2")  # unset: AWS keeps EC2
+    assert not group.get("target_group_arns")
+
+
+def test_without_the_load_balancer_the_user_data_has_no_hook(plans: Plans) -> None:
+    import base64
+
+    script = base64.b64decode(plans.template("published")["user_data"]).decode()
+    for name in ("LIFECYCLE_HOOK_NAME", "AUTOSCALING_GROUP_NAME", "TARGET_GROUP_ARN"):
+        assert f"readonly {name}=''" in script
 
 
 def test_ssm_parameter_selects_the_published_ami(plans: Plans) -> None:

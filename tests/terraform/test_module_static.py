@@ -180,6 +180,20 @@ VALID = {
     "subnet_ids": ["subnet-0123456789abcdef0"],
 }
 
+OIDC = {
+    "issuer": "https://login.example.com",
+    "client_id": "bakery",
+    "client_secret_ssm_parameter": "/bakery/oidc-client-secret",
+    "authorization_endpoint": "https://login.example.com/authorize",
+    "token_endpoint": "https://login.example.com/token",
+    "user_info_endpoint": "https://login.example.com/userinfo",
+}
+COGNITO = {
+    "user_pool_arn": "arn:aws:cognito-idp:us-east-1:123456789012:userpool/us-east-1_abc",
+    "user_pool_client_id": "client",
+    "user_pool_domain": "bakery",
+}
+
 REFUSED_INPUTS = {
     "ollama-port": ({"ui_port": 11434}, "other than 11434"),
     "port-out-of-range": ({"ui_port": 70000}, "ui_port must be a port number"),
@@ -205,6 +219,24 @@ REFUSED_INPUTS = {
     "bad-extra-policy": ({"iam_role_additional_policies": {"x": "CloudWatch"}}, "IAM policy ARNs"),
     "bad-extra-sg": ({"additional_security_group_ids": ["default"]}, "security group IDs"),
     "bad-image-name": ({"image_name": "DeepSeek R1"}, "name of an image definition"),
+    "bad-certificate": (
+        {"load_balancer_certificate_arn": "chat.example.com"},
+        "ACM certificate ARN",
+    ),
+    "one-lb-subnet": ({"load_balancer_subnet_ids": ["subnet-0123456789abcdef0"]}, "at least two"),
+    "plain-http-issuer": (
+        {"oidc": {**OIDC, "issuer": "http://login.example.com"}},
+        "https:// URLs",
+    ),
+    "secret-not-a-name": (
+        {"oidc": {**OIDC, "client_secret_ssm_parameter": "s3cr3t value!"}},
+        "never the secret itself",
+    ),
+    "short-heartbeat": ({"lifecycle_hook_heartbeat_timeout": 5}, "from 30 to 7200"),
+    "long-drain": ({"deregistration_delay": 7200}, "from 0 to 3600"),
+    "no-lb-ingress": ({"load_balancer_ingress_cidrs": []}, "at least one IPv4 CIDR"),
+    "zero-target": ({"target_requests_per_instance": 0}, "more than 0"),
+    "bad-user-pool": ({"cognito": {**COGNITO, "user_pool_arn": "pool"}}, "user pool ARN"),
 }
 
 

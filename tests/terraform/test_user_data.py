@@ -6,11 +6,22 @@ root, whose model store the boot reads and whose `ollama serve` it loads the mod
 Fakes stand first on PATH for what cannot run here: docker (no Docker daemon on this machine,
 and no baked UI image), systemctl (systemd is not PID 1: ollama.service cannot be started, so
 the sandbox's server stands in for it) and logger (the journal); dd records its arguments and
-then reads for real. IMDS is a fake on a free port (there is no EC2 here).
+then reads for real. IMDS is a fake on a free port (there is no EC2 here), and so is the UI
+(no Docker to run its container: the fake answers /api/tags from the real Ollama, as the UI
+does) and the AWS API endpoint. A pass-through in front of the real Ollama, and the fakes, write
+one shared timeline, which shows the order of what the script did across them.
+
+The emulator (moto) does not implement CompleteLifecycleAction, so the script's AWS calls are
+checked here instead: their order, the exact call against botocore's model of the API (Stubber),
+and their signature against botocore's own Signature Version 4.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import http.client
+import itertools
+import json
 import os
 import re
 import shutil
@@ -18,13 +29,21 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import boto3
+import botocore.auth
+import botocore.awsrequest
+import botocore.credentials
+import botocore.serialize
 import pytest
+from botocore.stub import Stubber
 from tfharness import Terraform, plugin_cache, require_tool, stage, terraform_env
 from tooling import OllamaServer, free_port
 
@@ -34,6 +53,29 @@ UI_PORT = 3100
 UI_ENV = "NEXT_PUBLIC_OLLAMA_URL"
 UI_IMAGE = "bakery/ui:baked"
 SEP = "\x1f"  # the fakes join their arguments with it
+
+# Behind the load balancer: what the module passes for a fleet named "fleet".
+HOOK = "bakery-ready"
+GROUP = "fleet"
+TARGET_GROUP = (
+    "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/fleet/0123456789abcdef"
+)
+HOOKED = {
+    "lifecycle_hook_name": HOOK,
+    "autoscaling_group_name": GROUP,
+    "target_group_arn": TARGET_GROUP,
+}
+# The instance as the fake IMDS describes it, and its role's (fake) credentials.
+INSTANCE_ID = "i-0123456789abcdef0"
+REGION = "us-east-1"
+ROLE = "fleet-role"
+CREDENTIALS = {
+    "Code": "Success",
+    "AccessKeyId": "ASIAFAKEFAKEFAKEFAKE",
+    "SecretAccessKey": "fake/secret/key/for/the/sandbox/only/0000",
+    "Token": "fake-session-token",
+    "Expiration": "2099-01-01T00:00:00Z",
+}
 
 
 # -- rendering -------------------------------------------------------------------------------
@@ -74,8 +116,9 @@ def script(render: Callable[..., Path], tiny_bake: Any) -> Path:
     [
         {"ui_port": UI_PORT, "ui_ollama_url_env": UI_ENV, "models": MODELS},
         {"models": []},
+        {"models": MODELS, **HOOKED},
     ],
-    ids=["two-models", "no-models"],
+    ids=["two-models", "no-models", "behind-a-load-balancer"],
 )
 def test_rendered_script_is_shellcheck_clean(
     render: Callable[..., Path], values: dict[str, Any]
@@ -102,14 +145,63 @@ def test_rendered_script_is_strict(script: Path) -> None:
     assert "set -o errexit -o nounset -o pipefail" in script.read_text()
 
 
+@pytest.fixture(scope="module")
+def hooked_script(render: Callable[..., Path], tiny_bake: Any) -> Path:
+    """The user-data of the tiny image's fleet behind a load balancer."""
+    return render(
+        ui_port=UI_PORT, ui_ollama_url_env=UI_ENV, models=tiny_bake.image.model_names, **HOOKED
+    )
+
+
+@pytest.fixture(scope="module")
+def hooked_unbaked_script(render: Callable[..., Path]) -> Path:
+    """Behind a load balancer, loading a model the image does not hold: the real Ollama refuses
+    it (404), as it would a model lost from the disk."""
+    return render(ui_port=UI_PORT, ui_ollama_url_env=UI_ENV, models=["not-baked:latest"], **HOOKED)
+
+
 # -- fake servers ----------------------------------------------------------------------------
 
 
 @dataclass
+class Timeline:
+    """What the fake servers saw, in the order they saw it, across all of them."""
+
+    events: list[tuple[int, str]] = field(default_factory=list)
+    counter: Any = field(default_factory=itertools.count)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, what: str) -> None:
+        with self.lock:
+            self.events.append((next(self.counter), what))
+
+    def index(self, what: str, last: bool = False) -> int:
+        """Position of the first (or last) event that starts with `what`."""
+        found = [n for n, e in self.events if e.startswith(what)]
+        assert found, f"no {what!r} in {self.events}"
+        return found[-1] if last else found[0]
+
+    def count(self, what: str) -> int:
+        return sum(1 for _, e in self.events if e.startswith(what))
+
+
+def _static_metadata() -> dict[str, str]:
+    return {
+        "instance-id": INSTANCE_ID,
+        "placement/region": REGION,
+        "services/domain": "amazonaws.com",
+        "iam/security-credentials/": ROLE,
+        f"iam/security-credentials/{ROLE}": json.dumps(CREDENTIALS),
+    }
+
+
+@dataclass
 class FakeImds:
-    """IMDSv2: tokens expire; instance-action and rebalance answer 404 until a notice is set."""
+    """IMDSv2: tokens expire; instance-action and rebalance answer 404 until a notice is set;
+    the instance's identity and role credentials, as EC2 serves them."""
 
     notices: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=_static_metadata)
     tokens: dict[str, float] = field(default_factory=dict)  # token: expiry (monotonic)
     token_puts: int = 0
     gets: list[tuple[str, int]] = field(default_factory=list)  # (path, status)
@@ -145,10 +237,135 @@ class FakeImds:
                 token = self.headers.get("X-aws-ec2-metadata-token", "")
                 with imds.lock:
                     valid = imds.tokens.get(token, 0) > time.monotonic()
-                    status = 401 if not valid else 200 if path in imds.notices else 404
+                    known = {**imds.metadata, **imds.notices}
+                    status = 401 if not valid else 200 if path in known else 404
                     imds.gets.append((path, status))
-                    body = imds.notices.get(path, "") if status == 200 else ""
+                    body = known.get(path, "") if status == 200 else ""
                 self._send(status, body)
+
+        return Handler
+
+
+@dataclass
+class OllamaTap:
+    """Passes every request on to the real Ollama at `upstream` and its answer back, and puts
+    each on the timeline once answered: 'ollama POST /api/generate 200'."""
+
+    timeline: Timeline
+    upstream: str
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        tap = self
+        host, port = urllib.parse.urlsplit(tap.upstream).netloc.split(":")
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _pass(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+                connection = http.client.HTTPConnection(host, int(port), timeout=120)
+                connection.request(self.command, self.path, body or None, dict(self.headers))
+                answer = connection.getresponse()
+                data = answer.read()
+                tap.timeline.add(f"ollama {self.command} {self.path} {answer.status}")
+                self.send_response(answer.status)
+                for name, value in answer.getheaders():
+                    if name.lower() not in ("transfer-encoding", "content-length", "connection"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                connection.close()
+
+            do_GET = do_POST = do_HEAD = _pass
+
+        return Handler
+
+
+@dataclass
+class FakeUi:
+    """Stands in for the UI container (no Docker here): /api/tags answers 503 for the first
+    `unready` requests (still starting), then what Ollama's /api/tags answers, as the UI's
+    route does (a fixed list where no Ollama runs)."""
+
+    timeline: Timeline
+    ollama: str | None = None
+    unready: int = 1
+    requests: int = 0
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        ui = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                ui.requests += 1
+                status, data = 503, b"starting"
+                if ui.requests > ui.unready:
+                    status, data = 200, b'{"models": []}'
+                    if ui.ollama:
+                        with urllib.request.urlopen(ui.ollama + "/api/tags", timeout=10) as r:
+                            data = r.read()
+                ui.timeline.add(f"ui {self.path} {status}")
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        return Handler
+
+
+@dataclass
+class AwsCall:
+    headers: dict[str, str]
+    body: bytes
+    url: str
+
+    @property
+    def params(self) -> dict[str, str]:
+        return dict(urllib.parse.parse_qsl(self.body.decode(), strict_parsing=True))
+
+
+@dataclass
+class FakeAws:
+    """An AWS Query API endpoint: records each call; answers `errors` first, then success."""
+
+    timeline: Timeline
+    calls: list[AwsCall] = field(default_factory=list)
+    errors: list[tuple[int, str]] = field(default_factory=list)  # (HTTP status, AWS code)
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                call = AwsCall(
+                    {k.lower(): v for k, v in self.headers.items()},
+                    body,
+                    f"http://{self.headers['Host']}{self.path}",
+                )
+                fake.calls.append(call)
+                action = call.params.get("Action", "?")
+                if fake.errors:
+                    status, code = fake.errors.pop(0)
+                    fake.timeline.add(f"aws {action} {code}")
+                    data = f"<ErrorResponse><Error><Code>{code}</Code></Error></ErrorResponse>"
+                else:
+                    status = 200
+                    fake.timeline.add(f"aws {action}")
+                    data = f"<{action}Response><ResponseMetadata/></{action}Response>"
+                self.send_response(status)
+                self.send_header("Content-Type", "text/xml")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data.encode())
 
         return Handler
 
@@ -205,6 +422,9 @@ class Sandbox:
     env: dict[str, str]
     imds: FakeImds
     ollama: Any  # tooling.OllamaServer, or None for the watcher
+    ui: FakeUi
+    aws: FakeAws
+    timeline: Timeline
 
     @property
     def blobs(self) -> dict[str, int]:
@@ -261,7 +481,9 @@ def make_sandbox(
     for name, text in fakes.items():
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
-    imds, ollama = FakeImds(), None
+    imds, ollama, timeline = FakeImds(), None, Timeline()
+    ui, aws = FakeUi(timeline), FakeAws(timeline)
+    aws_endpoint = serve(aws.handler())
     env = {
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "HOME": str(tmp_path),
@@ -270,7 +492,12 @@ def make_sandbox(
         "BAKERY_ROOT": str(root),
         "IMDS_ENDPOINT": serve(imds.handler()),
         "OLLAMA_ENDPOINT": "http://127.0.0.1:9",  # nothing: only a baked root has an Ollama
+        "UI_ENDPOINT": serve(ui.handler()),
+        "AWS_ENDPOINT_URL_AUTO_SCALING": aws_endpoint,
+        "AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2": aws_endpoint,
         "BAKERY_OLLAMA_WAIT_S": "10",
+        "BAKERY_UI_WAIT_S": "10",
+        "BAKERY_AWS_RETRY_S": "0",
         "BAKERY_WARM_CHUNK_MIB": "1",
     }
     if baked is not None:
@@ -279,8 +506,18 @@ def make_sandbox(
         address = f"127.0.0.1:{free_port()}"
         ollama = OllamaServer(root, address, logs / "ollama-serve.log", {"OLLAMA_NOPRUNE": "1"})
         ollama.start()
-        env["OLLAMA_ENDPOINT"] = ollama.url
-    return Sandbox(root=root, logs=logs, env=env, imds=imds, ollama=ollama)
+        ui.ollama = ollama.url
+        env["OLLAMA_ENDPOINT"] = serve(OllamaTap(timeline, ollama.url).handler())
+    return Sandbox(
+        root=root,
+        logs=logs,
+        env=env,
+        imds=imds,
+        ollama=ollama,
+        ui=ui,
+        aws=aws,
+        timeline=timeline,
+    )
 
 
 @pytest.fixture
@@ -466,6 +703,195 @@ def test_boot_fails_without_ollama_and_says_so(
     assert any(c[-1].startswith("not ready:") for c in sandbox.calls("logger"))
 
 
+@pytest.mark.terraform
+def test_boot_waits_for_the_ui_before_it_is_ready(booted: Booted) -> None:
+    timeline = booted.sandbox.timeline
+    assert timeline.count("ui /api/tags 503") == 1
+    assert timeline.index("ollama POST /api/generate 200", last=True) < timeline.index(
+        "ui /api/tags 200"
+    )
+
+
+@pytest.mark.terraform
+def test_boot_fails_when_the_ui_never_answers(sandbox: Sandbox, script: Path) -> None:
+    sandbox.ui.unready = 10**6
+    result = sandbox.boot(script, BAKERY_UI_WAIT_S="1")
+    assert result.returncode != 0
+    assert not (sandbox.root / "run/bakery/ready").exists()
+    assert any("the UI did not answer" in c[-1] for c in sandbox.calls("logger"))
+
+
+# -- behind the load balancer: the launch lifecycle action ------------------------------------
+
+EXPECTED_COMPLETE = {
+    "LifecycleHookName": HOOK,
+    "AutoScalingGroupName": GROUP,
+    "LifecycleActionResult": "CONTINUE",
+    "InstanceId": INSTANCE_ID,
+}
+
+
+@pytest.fixture(scope="module")
+def hooked_boot(
+    tmp_path_factory: pytest.TempPathFactory,
+    serve: Callable[[type[BaseHTTPRequestHandler]], str],
+    hooked_script: Path,
+    tiny_bake: Any,
+) -> Iterator[Booted]:
+    box = make_sandbox(tmp_path_factory.mktemp("hooked"), serve, tiny_bake)
+    try:
+        yield _boot(box, hooked_script)
+    finally:
+        box.ollama.stop()
+
+
+@pytest.mark.terraform
+def test_plain_boot_calls_no_aws_api(booted: Booted) -> None:
+    """Without a load balancer (a verify instance, a local VM) there is nothing to complete."""
+    assert booted.sandbox.aws.calls == []
+
+
+@pytest.mark.terraform
+def test_lifecycle_action_is_completed_once(hooked_boot: Booted) -> None:
+    assert [c.params["Action"] for c in hooked_boot.sandbox.aws.calls] == [
+        "CompleteLifecycleAction"
+    ]
+
+
+@pytest.mark.terraform
+def test_lifecycle_action_is_completed_after_the_models_and_the_ui(hooked_boot: Booted) -> None:
+    timeline = hooked_boot.sandbox.timeline
+    completed = timeline.index("aws CompleteLifecycleAction")
+    assert timeline.index("ollama POST /api/generate 200", last=True) < completed
+    assert timeline.index("ui /api/tags 503") < timeline.index("ui /api/tags 200") < completed
+    assert (hooked_boot.sandbox.root / "run/bakery/ready").exists()
+
+
+@pytest.mark.terraform
+def test_lifecycle_action_is_the_exact_api_call(hooked_boot: Booted) -> None:
+    """The call as botocore's model of the Auto Scaling API has it: Stubber checks the operation
+    and every parameter (and botocore validates them), the version is the API's."""
+    (call,) = hooked_boot.sandbox.aws.calls
+    params = call.params
+    client = boto3.client(
+        "autoscaling", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    assert params.pop("Version") == client.meta.service_model.api_version
+    operation = {api: py for py, api in client.meta.method_to_api_mapping.items()}[
+        params.pop("Action")
+    ]
+    with Stubber(client) as stub:
+        stub.add_response("complete_lifecycle_action", {}, expected_params=EXPECTED_COMPLETE)
+        getattr(client, operation)(**params)
+        stub.assert_no_pending_responses()
+
+
+@pytest.mark.terraform
+def test_lifecycle_action_is_signed_as_botocore_signs_it(hooked_boot: Booted) -> None:
+    (call,) = hooked_boot.sandbox.aws.calls
+    authorization = call.headers["authorization"]
+    found = re.fullmatch(
+        r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request,"
+        r" SignedHeaders=([^,]+), Signature=([0-9a-f]{64})",
+        authorization,
+    )
+    assert found, authorization
+    key, day, region, service, signed, signature = found.groups()
+    assert (key, region, service) == (CREDENTIALS["AccessKeyId"], REGION, "autoscaling")
+    assert call.headers["x-amz-security-token"] == CREDENTIALS["Token"]
+    request = botocore.awsrequest.AWSRequest(
+        method="POST",
+        url=call.url,
+        data=call.body,
+        headers={name: call.headers[name] for name in signed.split(";")},
+    )
+    stamp = call.headers["x-amz-date"]
+    assert stamp.startswith(day)
+    request.context["timestamp"] = stamp
+    auth = botocore.auth.SigV4Auth(
+        botocore.credentials.Credentials(
+            CREDENTIALS["AccessKeyId"], CREDENTIALS["SecretAccessKey"], CREDENTIALS["Token"]
+        ),
+        service,
+        region,
+    )
+    expected = auth.signature(
+        auth.string_to_sign(request, auth.canonical_request(request)), request
+    )
+    assert signature == expected
+    age = dt.datetime.now(dt.UTC) - dt.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(
+        tzinfo=dt.UTC
+    )
+    assert abs(age.total_seconds()) < 600
+
+
+@pytest.mark.terraform
+def test_no_lifecycle_call_when_loading_fails(
+    sandbox: Sandbox, hooked_unbaked_script: Path
+) -> None:
+    result = sandbox.boot(hooked_unbaked_script)
+    assert result.returncode != 0
+    assert sandbox.timeline.count("ollama POST /api/generate 404") == 1
+    assert sandbox.aws.calls == []
+    assert not (sandbox.root / "run/bakery/ready").exists()
+    assert any(c[-1].startswith("not ready:") for c in sandbox.calls("logger"))
+
+
+@pytest.mark.terraform
+def test_no_lifecycle_call_when_the_ui_never_answers(sandbox: Sandbox, hooked_script: Path) -> None:
+    sandbox.ui.unready = 10**6
+    result = sandbox.boot(hooked_script, BAKERY_UI_WAIT_S="1")
+    assert result.returncode != 0
+    assert sandbox.aws.calls == []
+
+
+@pytest.mark.terraform
+def test_access_denied_is_retried(sandbox: Sandbox, hooked_script: Path) -> None:
+    """A new role's policy takes a while to reach every endpoint (IAM is eventually consistent)."""
+    sandbox.aws.errors = [(403, "AccessDenied"), (400, "Throttling")]
+    result = sandbox.boot(hooked_script)
+    assert result.returncode == 0, result.stderr
+    assert [e for _, e in sandbox.timeline.events if e.startswith("aws")] == [
+        "aws CompleteLifecycleAction AccessDenied",
+        "aws CompleteLifecycleAction Throttling",
+        "aws CompleteLifecycleAction",
+    ]
+
+
+@pytest.mark.terraform
+def test_retries_end_and_the_instance_is_not_ready(sandbox: Sandbox, hooked_script: Path) -> None:
+    sandbox.aws.errors = [(403, "AccessDenied")] * 3
+    result = sandbox.boot(hooked_script, BAKERY_AWS_ATTEMPTS="3")
+    assert result.returncode != 0
+    assert len(sandbox.aws.calls) == 3
+    assert not (sandbox.root / "run/bakery/ready").exists()
+
+
+@pytest.mark.terraform
+@pytest.mark.parametrize("answers", [[], [(403, "AccessDenied")] * 2], ids=["done", "refused"])
+def test_the_role_credentials_are_never_shown(
+    sandbox: Sandbox, hooked_script: Path, answers: list[tuple[int, str]]
+) -> None:
+    sandbox.aws.errors = list(answers)
+    result = sandbox.boot(hooked_script, BAKERY_AWS_ATTEMPTS="2")
+    shown = result.stdout + result.stderr + "\n".join(SEP.join(c) for c in sandbox.calls("logger"))
+    assert "complete the launch lifecycle action" in shown
+    for secret in (CREDENTIALS["SecretAccessKey"], CREDENTIALS["Token"]):
+        assert secret not in shown
+
+
+@pytest.mark.terraform
+def test_no_waiting_action_is_not_a_failure(sandbox: Sandbox, hooked_script: Path) -> None:
+    """ValidationError: nothing holds the instance (it ran before the hook existed, or this is a
+    second run after it went in service)."""
+    sandbox.aws.errors = [(400, "ValidationError")]
+    result = sandbox.boot(hooked_script)
+    assert result.returncode == 0, result.stderr
+    assert len(sandbox.aws.calls) == 1
+    assert (sandbox.root / "run/bakery/ready").exists()
+    assert any("AWS refused it: ValidationError" in c[-1] for c in sandbox.calls("logger"))
+
+
 # -- the spot notice watcher -----------------------------------------------------------------
 
 
@@ -568,6 +994,72 @@ def test_token_is_renewed_before_it_expires(watched: Watched) -> None:
     imds = watched.sandbox.imds
     assert imds.token_puts >= 3
     assert [p for p, status in imds.gets if status == 401] == []
+
+
+@pytest.mark.terraform
+def test_plain_watcher_calls_no_aws_api(watched: Watched) -> None:
+    assert watched.sandbox.aws.calls == []
+
+
+@dataclass
+class Left:
+    sandbox: Sandbox
+    calls_after_rebalance: int
+
+
+@pytest.fixture(scope="module")
+def left(
+    tmp_path_factory: pytest.TempPathFactory,
+    serve: Callable[[type[BaseHTTPRequestHandler]], str],
+    hooked_script: Path,
+) -> Iterator[Left]:
+    """The watcher behind a load balancer: a rebalance recommendation, then the notice."""
+    sandbox = make_sandbox(tmp_path_factory.mktemp("left"), serve)
+    proc = subprocess.Popen(
+        ["bash", str(hooked_script), "watch"],
+        env={**sandbox.env, "BAKERY_WATCH_INTERVAL_S": "0.1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+    def logged(prefix: str) -> bool:
+        return any(c[-1].startswith(prefix) for c in sandbox.calls("logger"))
+
+    try:
+        with sandbox.imds.lock:
+            sandbox.imds.notices["events/recommendations/rebalance"] = "{}"
+        _wait_for(lambda: logged("rebalance recommendation:"))
+        time.sleep(0.5)  # several polls with the recommendation standing
+        after_rebalance = len(sandbox.aws.calls)
+        with sandbox.imds.lock:
+            sandbox.imds.notices["spot/instance-action"] = '{"action": "terminate"}'
+        _wait_for(lambda: logged("leave the target group"))
+        time.sleep(0.5)  # the notice stands: it must not leave twice
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=5)
+    yield Left(sandbox, after_rebalance)
+
+
+@pytest.mark.terraform
+def test_a_rebalance_recommendation_alone_keeps_the_instance_in(left: Left) -> None:
+    assert left.calls_after_rebalance == 0
+
+
+@pytest.mark.terraform
+def test_the_interruption_notice_takes_the_instance_out_once(left: Left) -> None:
+    (call,) = left.sandbox.aws.calls
+    client = boto3.client(
+        "elbv2", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    operation = client.meta.service_model.operation_model("DeregisterTargets")
+    # What botocore itself sends for the call: the same parameters, to the same API version.
+    expected = botocore.serialize.create_serializer("query").serialize_to_request(
+        {"TargetGroupArn": TARGET_GROUP, "Targets": [{"Id": INSTANCE_ID}]}, operation
+    )["body"]
+    assert call.params == expected
+    assert "/elasticloadbalancing/aws4_request" in call.headers["authorization"]
 
 
 @pytest.mark.terraform

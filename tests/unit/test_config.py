@@ -186,7 +186,76 @@ CASES = [
         "launch.volume_initialization_rate: 'fast' is not MiB/s from 100 to 300",
         id="initialization-rate-word",
     ),
+    pytest.param(
+        edit("[launch]", "[launch]\nmin_capacity = 1"),
+        "launch.max_capacity: set min_capacity and max_capacity together",
+        id="min-without-max",
+    ),
+    pytest.param(
+        edit("[launch]", "[launch]\nmin_capacity = 3\nmax_capacity = 2"),
+        "launch.max_capacity: 2 is below min_capacity (3)",
+        id="max-below-min",
+    ),
+    pytest.param(
+        edit("[launch]", "[launch]\nmin_capacity = 0\nmax_capacity = 2"),
+        "launch.min_capacity: 0 is out of range (1 to 1000)",
+        id="scaling-from-zero",
+    ),
+    pytest.param(
+        edit("[launch]", '[launch]\ncertificate_arn = "chat.example.com"'),
+        "launch.certificate_arn: 'chat.example.com' is not an ACM certificate ARN",
+        id="certificate-not-an-arn",
+    ),
+    pytest.param(
+        edit("[launch]", '[launch]\noidc_issuer = "http://login.example.com"'),
+        "launch.oidc_issuer: 'http://login.example.com' is not an https:// URL",
+        id="plain-http-issuer",
+    ),
+    pytest.param(
+        edit("[launch]", '[launch]\noidc_client_secret_param = "hunter2 secret!"'),
+        "launch.oidc_client_secret_param: is not the NAME of an SSM SecureString parameter",
+        id="secret-instead-of-its-name",
+    ),
+    pytest.param(
+        edit(
+            "[launch]",
+            '[launch]\noidc_issuer = "https://id.example.com"\n'
+            'oidc_token_endpoint = "https://id.example.com/token"',
+        ),
+        "launch.oidc_authorization_endpoint: set all three OIDC endpoints, or none",
+        id="one-endpoint",
+    ),
+    pytest.param(
+        edit("[launch]", '[launch]\nallow_model_pulls = "yes"'),
+        "launch.allow_model_pulls: must be true or false, not 'yes'",
+        id="pulls-not-a-bool",
+    ),
 ]
+
+
+def test_launch_table_with_a_load_balancer_loads(tmp_path: Path) -> None:
+    text = edit(
+        "[launch]",
+        "[launch]\n"
+        'certificate_arn = "arn:aws:acm:eu-west-1:123456789012:certificate/abc-123"\n'
+        'oidc_issuer = "https://id.example.com"\n'
+        'oidc_client_id = "bakery"\n'
+        'oidc_client_secret_param = "/bakery/oidc-client-secret"\n'
+        "min_capacity = 1\nmax_capacity = 4\nrequests_per_instance = 30\n"
+        "allow_model_pulls = true",
+    )
+    launch = config.load(write(tmp_path, text)).launch
+    assert (launch.min_capacity, launch.max_capacity, launch.requests_per_instance) == (1, 4, 30)
+    assert launch.oidc_client_secret_param == "/bakery/oidc-client-secret"
+    assert launch.allow_model_pulls is True
+    assert launch.oidc_token_endpoint is None  # read from the issuer at launch
+
+
+def test_a_secret_written_instead_of_its_name_is_not_echoed(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, edit("[launch]", '[launch]\noidc_client_secret_param = "hunter2 secret!"')
+    )
+    assert "hunter2" not in error_of(path)
 
 
 @pytest.mark.parametrize(("text", "expected"), CASES)

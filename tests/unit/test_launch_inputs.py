@@ -9,8 +9,11 @@ from typing import Any
 
 import pytest
 
-from bakery import catalog, config, fleet, launch
+from bakery import catalog, config
 from bakery.errors import BakeryError, ConfigError
+from bakery.fleet import ami as amis
+from bakery.fleet import group as groups
+from bakery.fleet import options
 
 IMAGE = "deepseek-r1-7b"
 
@@ -21,18 +24,18 @@ IMAGE = "deepseek-r1-7b"
 @pytest.mark.parametrize(
     ("values", "yes_public", "expected"),
     [
-        ([], False, launch.Ingress()),
-        (["203.0.113.0/24"], False, launch.Ingress(("203.0.113.0/24",))),
-        (["198.51.100.7"], False, launch.Ingress(("198.51.100.7/32",))),
-        ([" 10.0.0.0/8 "], False, launch.Ingress(("10.0.0.0/8",))),
-        (["203.0.113.0/24", "203.0.113.0/24"], False, launch.Ingress(("203.0.113.0/24",))),
-        (["0.0.0.0/0"], True, launch.Ingress((), True)),
-        (["203.0.113.0/24", "0.0.0.0/0"], True, launch.Ingress(("203.0.113.0/24",), True)),
+        ([], False, options.Ingress()),
+        (["203.0.113.0/24"], False, options.Ingress(("203.0.113.0/24",))),
+        (["198.51.100.7"], False, options.Ingress(("198.51.100.7/32",))),
+        ([" 10.0.0.0/8 "], False, options.Ingress(("10.0.0.0/8",))),
+        (["203.0.113.0/24", "203.0.113.0/24"], False, options.Ingress(("203.0.113.0/24",))),
+        (["0.0.0.0/0"], True, options.Ingress((), True)),
+        (["203.0.113.0/24", "0.0.0.0/0"], True, options.Ingress(("203.0.113.0/24",), True)),
     ],
     ids=["none", "network", "address-is-a-32", "spaces", "twice", "public", "public-and-network"],
 )
-def test_allowed_networks(values: list[str], yes_public: bool, expected: launch.Ingress) -> None:
-    assert launch.allowed_networks(values, yes_public) == expected
+def test_allowed_networks(values: list[str], yes_public: bool, expected: options.Ingress) -> None:
+    assert options.allowed_networks(values, yes_public) == expected
 
 
 @pytest.mark.parametrize(
@@ -62,7 +65,8 @@ def test_allowed_networks(values: list[str], yes_public: bool, expected: launch.
             ["0.0.0.0/0"],
             False,
             "--allow-cidr 0.0.0.0/0 would open the UI to the whole internet, and it has no"
-            " authentication: name narrower networks, or add --yes-public if you mean it",
+            " authentication: name narrower networks, put sign-in in front (--certificate-arn and"
+            " the --oidc-* options), or add --yes-public if you mean it",
         ),
         (
             ["203.0.113.0/24"],
@@ -74,7 +78,7 @@ def test_allowed_networks(values: list[str], yes_public: bool, expected: launch.
 )
 def test_allowed_networks_refuses(values: list[str], yes_public: bool, message: str) -> None:
     with pytest.raises(BakeryError) as e:
-        launch.allowed_networks(values, yes_public)
+        options.allowed_networks(values, yes_public)
     assert str(e.value) == message
 
 
@@ -83,7 +87,7 @@ def test_allowed_networks_refuses(values: list[str], yes_public: bool, message: 
 
 @pytest.mark.parametrize(("value", "expected"), [("0", 0), ("1", 1), (3, 3), (" 12 ", 12)])
 def test_capacity(value: Any, expected: int) -> None:
-    assert launch.check_capacity(value) == expected
+    assert options.check_capacity(value) == expected
 
 
 @pytest.mark.parametrize(
@@ -96,37 +100,37 @@ def test_capacity(value: Any, expected: int) -> None:
 )
 def test_capacity_refused(value: str, message: str) -> None:
     with pytest.raises(BakeryError) as e:
-        launch.check_capacity(value)
+        options.check_capacity(value)
     assert str(e.value) == message
 
 
 def test_wait_minutes() -> None:
-    assert launch.check_wait_minutes("0") == 0
+    assert options.check_wait_minutes("0") == 0
     with pytest.raises(BakeryError, match=r"--wait-minutes 721 is out of range \(0 to 720\)"):
-        launch.check_wait_minutes("721")
+        options.check_wait_minutes("721")
     with pytest.raises(BakeryError, match="--wait-minutes 'soon' is not a whole number"):
-        launch.check_wait_minutes("soon")
+        options.check_wait_minutes("soon")
 
 
 def test_subnets() -> None:
-    assert launch.check_subnets(["subnet-0123456789abcdef0", "subnet-0123abcd"]) == (
+    assert options.check_subnets(["subnet-0123456789abcdef0", "subnet-0123abcd"]) == (
         "subnet-0123456789abcdef0",
         "subnet-0123abcd",
     )
     with pytest.raises(BakeryError) as e:
-        launch.check_subnets(["default"])
+        options.check_subnets(["default"])
     assert str(e.value) == "--subnet 'default' is not a subnet ID (subnet- and 8 or 17 hex digits)"
 
 
 def test_fleet_is_named_after_the_image() -> None:
-    assert launch.fleet_name(config.load(IMAGE)) == IMAGE
+    assert options.fleet_name(config.load(IMAGE)) == IMAGE
 
 
 def test_an_image_name_that_cannot_name_a_fleet(tmp_path: Any) -> None:
     image = config.load(IMAGE)
     renamed = type(image)(**{**image.__dict__, "name": "7b-" + "x" * 40})
     with pytest.raises(ConfigError, match="cannot name a fleet"):
-        launch.fleet_name(renamed)
+        options.fleet_name(renamed)
 
 
 # -- the AMI: picked as the module picks it, refused when it should not launch ------------------
@@ -166,7 +170,7 @@ def ami(n: int, *, verification: str | None = None, finished: bool = True, **tag
 
 def pick(images: list[dict], allow_unverified: bool = False) -> tuple[str, list[str]]:
     said: list[str] = []
-    chosen = launch.pick_ami(
+    chosen = amis.pick_ami(
         FakeEC2(images),
         config.load(IMAGE),
         "us-east-1",
@@ -250,8 +254,8 @@ def test_root_volume_size_of_the_ami() -> None:
             {"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 100}},
         ],
     }
-    assert launch.root_volume_gib(image) == 100
-    assert launch.root_volume_gib({"RootDeviceName": "/dev/sda1"}) is None
+    assert amis.root_volume_gib(image) == 100
+    assert amis.root_volume_gib({"RootDeviceName": "/dev/sda1"}) is None
 
 
 # -- the way to the UI --------------------------------------------------------------------------
@@ -261,7 +265,7 @@ PRIVATE = {"InstanceId": "i-0aaaaaaaaaaaaaaa2", "PrivateIpAddress": "172.31.5.6"
 
 
 def test_url_when_networks_are_allowed() -> None:
-    lines = fleet.reach_lines(
+    lines = groups.reach_lines(
         [PUBLIC, PRIVATE],
         image=IMAGE,
         region="eu-west-1",
@@ -277,18 +281,18 @@ def test_url_when_networks_are_allowed() -> None:
 
 
 def test_public_ui_says_so() -> None:
-    lines = fleet.reach_lines(
+    lines = groups.reach_lines(
         [PUBLIC],
         image=IMAGE,
         region="eu-west-1",
         port=3000,
-        open_to=launch.Ingress((), True).describe(),
+        open_to=options.Ingress((), True).describe(),
     )
     assert lines[0] == "the UI (no authentication; open to 0.0.0.0/0 (the whole internet)):"
 
 
 def test_session_manager_command_when_the_ui_is_closed() -> None:
-    lines = fleet.reach_lines(
+    lines = groups.reach_lines(
         [PUBLIC, PRIVATE], image=IMAGE, region="eu-west-1", port=3000, open_to=None
     )
     assert lines == [
@@ -303,13 +307,13 @@ def test_session_manager_command_when_the_ui_is_closed() -> None:
 
 
 def test_the_command_is_one_a_shell_runs_as_printed() -> None:
-    command = fleet.port_forward_command("i-0aaaaaaaaaaaaaaa1", "eu-west-1", 3000, 8080)
+    command = groups.port_forward_command("i-0aaaaaaaaaaaaaaa1", "eu-west-1", 3000, 8080)
     assert shlex.split(shlex.join(command)) == command
     assert json.loads(command[-1]) == {"portNumber": ["3000"], "localPortNumber": ["8080"]}
 
 
 def test_nothing_in_service_nothing_to_print() -> None:
-    assert fleet.reach_lines([], image=IMAGE, region="x", port=3000, open_to=None) == []
+    assert groups.reach_lines([], image=IMAGE, region="x", port=3000, open_to=None) == []
 
 
 # -- the wait ----------------------------------------------------------------------------------
@@ -351,7 +355,7 @@ def test_wait_until_in_service() -> None:
     group = FakeAutoscaling(
         [[], [("Pending", "Healthy")], [("InService", "Healthy")]],
     )
-    ready = fleet.wait_in_service(
+    ready = groups.wait_in_service(
         group, "fleet", 1, 600, said.append, sleep=clock.sleep, clock=clock
     )
     assert [i["InstanceId"] for i in ready] == ["i-0"]
@@ -365,14 +369,14 @@ def test_wait_until_in_service() -> None:
 def test_wait_is_bounded() -> None:
     clock, said = Clock(), []
     group = FakeAutoscaling([[("InService", "Healthy"), ("Pending", "Healthy")]])
-    ready = fleet.wait_in_service(
+    ready = groups.wait_in_service(
         group, "fleet", 2, 60, said.append, sleep=clock.sleep, clock=clock
     )
     assert len(ready) == 1
-    assert 60 <= clock.now < 60 + fleet.POLL_S
+    assert 60 <= clock.now < 60 + groups.POLL_S
     assert said == ["launch: 1 of 2 instances in service (2 in the group)"]
 
 
 def test_unhealthy_is_not_in_service() -> None:
     group = {"Instances": [{"LifecycleState": "InService", "HealthStatus": "Unhealthy"}]}
-    assert fleet.in_service(group) == []
+    assert groups.in_service(group) == []

@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from bakery import catalog, config, launch, tfroot
+from bakery import catalog, config
 from bakery import terraform as tf
 from bakery.errors import BakeryError
+from bakery.fleet import ami, options, tfroot
+from bakery.fleet.network import Network
+from bakery.fleet.root import Root
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "launch"
 UPDATE = os.environ.get("BAKERY_UPDATE_GOLDEN") == "1"  # regenerate after a deliberate change
@@ -28,12 +31,27 @@ AMI = {
         {"Key": catalog.VERIFICATION, "Value": catalog.PASSED},
     ],
 }
-NETWORK = launch.Network(
+NETWORK = Network(
     "vpc-0123456789abcdef0", ("subnet-0123456789abcdef0", "subnet-0fedcba9876543210"), True
 )
 BACKEND = tfroot.S3Backend(
     "acme-tf-state", "gpu-ami-bakery/launch/deepseek-r1-7b/eu-west-1/terraform.tfstate", "us-east-1"
 )
+
+
+SIGN_IN = options.SignIn(
+    "arn:aws:acm:eu-west-1:123456789012:certificate/abc-123",
+    "https://id.example.com",
+    "bakery",
+    "/bakery/oidc-client-secret",
+    "https://id.example.com/authorize",
+    "https://id.example.com/token",
+    "https://id.example.com/userinfo",
+)
+
+
+def fixed(count: int) -> options.Capacity:
+    return options.Capacity(count, count, count)
 
 
 def check_golden(name: str, text: str) -> None:
@@ -86,34 +104,49 @@ def test_every_root_variable_is_a_module_input() -> None:
     [
         (
             "closed.tfvars.json",
-            {"capacity": 1, "ingress": launch.Ingress(), "allow_unverified": False},
+            {"capacity": fixed(1), "ingress": options.Ingress(), "allow_unverified": False},
         ),
         (
             "open-unverified-local.tfvars.json",
             {
-                "capacity": 2,
-                "ingress": launch.Ingress(("198.51.100.7/32", "203.0.113.0/24")),
+                "capacity": fixed(2),
+                "ingress": options.Ingress(("198.51.100.7/32", "203.0.113.0/24")),
                 "allow_unverified": True,
                 "root_volume_size": 100,
             },
         ),
         (
             "public-zero.tfvars.json",
-            {"capacity": 0, "ingress": launch.Ingress((), True), "allow_unverified": False},
+            {"capacity": fixed(0), "ingress": options.Ingress((), True), "allow_unverified": False},
+        ),
+        (
+            "balanced-scaling.tfvars.json",
+            {
+                "capacity": options.Capacity(1, 4, None, 20),
+                "ingress": options.Ingress(("203.0.113.0/24",)),
+                "allow_unverified": False,
+                "signin": SIGN_IN,
+            },
         ),
     ],
-    ids=["closed", "open-unverified-local", "public-zero"],
+    ids=["closed", "open-unverified-local", "public-zero", "balanced-scaling"],
 )
 def test_tfvars(golden: str, kwargs: dict) -> None:
     image = config.load(IMAGE)
-    values = launch.fleet_inputs(image, IMAGE, AMI, net=NETWORK, **kwargs)
+    values = tfroot.fleet_inputs(image, IMAGE, AMI, net=NETWORK, **kwargs)
     check_golden(golden, tfroot.tfvars_json(values))
 
 
 def test_tfvars_come_from_the_definition_and_the_ami() -> None:
     image = config.load(IMAGE)
-    values = launch.fleet_inputs(
-        image, IMAGE, AMI, capacity=3, ingress=launch.Ingress(), net=NETWORK, allow_unverified=False
+    values = tfroot.fleet_inputs(
+        image,
+        IMAGE,
+        AMI,
+        capacity=fixed(3),
+        ingress=options.Ingress(),
+        net=NETWORK,
+        allow_unverified=False,
     )
     assert values["instance_types"] == list(image.launch.instance_types)
     assert (values["ui_port"], values["ui_ollama_url_env"]) == (
@@ -125,9 +158,40 @@ def test_tfvars_come_from_the_definition_and_the_ami() -> None:
     assert (values["min_size"], values["desired_capacity"], values["max_size"]) == (3, 3, 3)
 
 
+def test_behind_the_balancer_the_ui_takes_it_alone() -> None:
+    values = tfroot.fleet_inputs(
+        config.load(IMAGE),
+        IMAGE,
+        AMI,
+        capacity=options.Capacity(1, 4, None),
+        ingress=options.Ingress(("203.0.113.0/24",)),
+        net=NETWORK,
+        allow_unverified=False,
+        signin=SIGN_IN,
+    )
+    assert (values["ui_ingress_cidrs"], values["ui_public_ingress"]) == ([], False)
+    assert values["load_balancer_ingress_cidrs"] == ["203.0.113.0/24"]
+    assert values["desired_capacity"] is None  # the scaling policy's, never reset by a launch
+    assert values["oidc"]["client_secret_ssm_parameter"] == SIGN_IN.secret_parameter
+
+
+def test_behind_the_balancer_everyone_may_reach_the_sign_in_by_default() -> None:
+    values = tfroot.fleet_inputs(
+        config.load(IMAGE),
+        IMAGE,
+        AMI,
+        capacity=fixed(1),
+        ingress=options.Ingress(),
+        net=NETWORK,
+        allow_unverified=False,
+        signin=SIGN_IN,
+    )
+    assert values["load_balancer_ingress_cidrs"] == ["0.0.0.0/0"]
+
+
 def test_models_fall_back_to_the_definition() -> None:
     image = config.load(IMAGE)
-    assert launch.models_of({"Tags": []}, image) == image.model_names
+    assert ami.models_of({"Tags": []}, image) == image.model_names
 
 
 def test_tfvars_refuse_an_unknown_variable() -> None:
@@ -269,7 +333,7 @@ def test_recorded_backend(tmp_path: Path) -> None:
 def test_a_changed_backend_is_refused(tmp_path: Path) -> None:
     work = tmp_path / "launch" / IMAGE / "eu-west-1"
     _state(work, 8)
-    root = launch.Root(config.load(IMAGE), IMAGE, "eu-west-1", work, BACKEND, None)
+    root = Root(config.load(IMAGE), IMAGE, "eu-west-1", work, BACKEND, None)
     with pytest.raises(BakeryError) as e:
         root.check_backend()
     assert "keeps its state in" in str(e.value)

@@ -29,7 +29,10 @@ variable "models" {
 variable "instance_types" { type = list(string) }
 variable "min_size" { type = number }
 variable "max_size" { type = number }
-variable "desired_capacity" { type = number }
+variable "desired_capacity" {
+  type    = number
+  default = null
+}
 variable "vpc_id" { type = string }
 variable "subnet_ids" { type = list(string) }
 variable "ui_port" { type = number }
@@ -44,28 +47,46 @@ variable "volume_initialization_rate" {
   type    = number
   default = null
 }
+variable "create_load_balancer" { type = bool }
+variable "load_balancer_certificate_arn" {
+  type    = string
+  default = null
+}
+variable "load_balancer_ingress_cidrs" { type = list(string) }
+variable "oidc" {
+  type    = any
+  default = null
+}
+variable "allow_model_pulls" { type = bool }
+variable "target_requests_per_instance" { type = number }
 variable "tags" { type = map(string) }
 
 module "fleet" {
   source = "../../../../terraform"
 
-  name                       = var.name
-  image_name                 = var.image_name
-  require_verified           = var.require_verified
-  models                     = var.models
-  instance_types             = var.instance_types
-  min_size                   = var.min_size
-  max_size                   = var.max_size
-  desired_capacity           = var.desired_capacity
-  vpc_id                     = var.vpc_id
-  subnet_ids                 = var.subnet_ids
-  ui_port                    = var.ui_port
-  ui_ollama_url_env          = var.ui_ollama_url_env
-  ui_ingress_cidrs           = var.ui_ingress_cidrs
-  ui_public_ingress          = var.ui_public_ingress
-  root_volume_size           = var.root_volume_size
-  volume_initialization_rate = var.volume_initialization_rate
-  tags                       = var.tags
+  name                          = var.name
+  image_name                    = var.image_name
+  require_verified              = var.require_verified
+  models                        = var.models
+  instance_types                = var.instance_types
+  min_size                      = var.min_size
+  max_size                      = var.max_size
+  desired_capacity              = var.desired_capacity
+  vpc_id                        = var.vpc_id
+  subnet_ids                    = var.subnet_ids
+  ui_port                       = var.ui_port
+  ui_ollama_url_env             = var.ui_ollama_url_env
+  ui_ingress_cidrs              = var.ui_ingress_cidrs
+  ui_public_ingress             = var.ui_public_ingress
+  root_volume_size              = var.root_volume_size
+  volume_initialization_rate    = var.volume_initialization_rate
+  create_load_balancer          = var.create_load_balancer
+  load_balancer_certificate_arn = var.load_balancer_certificate_arn
+  load_balancer_ingress_cidrs   = var.load_balancer_ingress_cidrs
+  oidc                          = var.oidc
+  allow_model_pulls             = var.allow_model_pulls
+  target_requests_per_instance  = var.target_requests_per_instance
+  tags                          = var.tags
 }
 
 output "fleet" {

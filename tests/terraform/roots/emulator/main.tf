@@ -35,6 +35,7 @@ provider "aws" {
   endpoints {
     autoscaling = var.endpoint
     ec2         = var.endpoint
+    elbv2       = var.endpoint
     iam         = var.endpoint
     ssm         = var.endpoint
     sts         = var.endpoint
@@ -50,6 +51,7 @@ module "fleet" {
   vpc_id           = each.value.vpc_id
   subnet_ids       = each.value.subnet_ids
   desired_capacity = try(each.value.desired_capacity, 0)
+  min_size         = try(each.value.min_size, 0)
   max_size         = try(each.value.max_size, 1)
   ui_ingress_cidrs = try(each.value.ui_ingress_cidrs, [])
   ui_port          = try(each.value.ui_port, 3000)
@@ -65,6 +67,16 @@ module "fleet" {
 
   volume_initialization_rate = try(each.value.volume_initialization_rate, null)
   kms_key_id                 = try(each.value.kms_key_id, null)
+
+  create_load_balancer          = try(each.value.create_load_balancer, false)
+  load_balancer_certificate_arn = try(each.value.load_balancer_certificate_arn, null)
+  oidc                          = try(each.value.oidc, null)
+  cognito                       = try(each.value.cognito, null)
+  allow_model_pulls             = try(each.value.allow_model_pulls, false)
+  target_requests_per_instance  = try(each.value.target_requests_per_instance, 10)
+  deregistration_delay          = try(each.value.deregistration_delay, 300)
+
+  lifecycle_hook_heartbeat_timeout = try(each.value.lifecycle_hook_heartbeat_timeout, 1800)
 
   tags = { Project = "bakery-tests" }
 }

@@ -22,6 +22,24 @@ variable "models" {
   default     = ["deepseek-r1:7b"]
 }
 
+variable "lifecycle_hook_name" {
+  description = "Launch lifecycle hook the script completes; empty without a load balancer."
+  type        = string
+  default     = ""
+}
+
+variable "autoscaling_group_name" {
+  description = "Auto Scaling group of the hook; empty without a load balancer."
+  type        = string
+  default     = ""
+}
+
+variable "target_group_arn" {
+  description = "Target group the instance leaves at a spot interruption notice; empty without a load balancer."
+  type        = string
+  default     = ""
+}
+
 output "user_data" {
   description = "The rendered user-data script."
   value = templatefile("${path.module}/../../../../terraform/user-data.sh.tftpl", {
@@ -29,5 +47,9 @@ output "user_data" {
     ui_port           = var.ui_port
     ui_ollama_url_env = var.ui_ollama_url_env
     models            = var.models
+
+    lifecycle_hook_name    = var.lifecycle_hook_name
+    autoscaling_group_name = var.autoscaling_group_name
+    target_group_arn       = var.target_group_arn
   })
 }

@@ -12,8 +12,8 @@ from typing import Any
 
 import botocore.exceptions
 
-from . import TOOL, catalog
-from .errors import BakeryError
+from .. import TOOL, catalog
+from ..errors import BakeryError
 
 Say = Callable[[str], None]
 
@@ -73,6 +73,18 @@ def reach_lines(
         f"  {shlex.join(port_forward_command(first, region, port))}",
         f"then open http://localhost:{port}",
     ]
+
+
+def front_lines(url: str, dns_name: str | None, zone_id: str | None) -> list[str]:
+    """The one address behind the load balancer, and the DNS record it needs."""
+    host = url.removeprefix("https://")
+    lines = [f"the UI: {url} (sign in first; the UI's own port is closed to the network)"]
+    if dns_name:
+        record = f"a CNAME {host} -> {dns_name}"
+        if zone_id:
+            record += f", or a Route 53 alias to it (hosted zone {zone_id})"
+        lines.append(f"  DNS: {record}")
+    return lines
 
 
 # --- the group and its instances ------------------------------------------------------------
@@ -177,13 +189,32 @@ def describe_group_line(group: dict[str, Any]) -> str:
 
 
 def leftovers(
-    autoscaling: Any, ec2: Any, iam: Any, *, image: str, name: str, outputs: dict[str, Any]
+    autoscaling: Any,
+    ec2: Any,
+    iam: Any,
+    elbv2: Any,
+    *,
+    image: str,
+    name: str,
+    outputs: dict[str, Any],
 ) -> list[str]:
     """What of the fleet still exists, looked up by name, by the IDs in the module's
     outputs, and by the tool's tags."""
     left: list[str] = []
     if describe_group(autoscaling, name):
         left.append(f"Auto Scaling group {name}")
+    # The load balancer and target group are named after the fleet, as the group is.
+    with contextlib.suppress(elbv2.exceptions.LoadBalancerNotFoundException):
+        if elbv2.describe_load_balancers(Names=[name])["LoadBalancers"]:
+            left.append(f"load balancer {name}")
+    with contextlib.suppress(elbv2.exceptions.TargetGroupNotFoundException):
+        if elbv2.describe_target_groups(Names=[name])["TargetGroups"]:
+            left.append(f"target group {name}")
+    lb_group = outputs.get("load_balancer_security_group_id")
+    if lb_group:
+        with contextlib.suppress(botocore.exceptions.ClientError):
+            if ec2.describe_security_groups(GroupIds=[lb_group])["SecurityGroups"]:
+                left.append(f"security group {lb_group}")
     tagged = [
         {"Name": f"tag:{catalog.MANAGED_BY}", "Values": [TOOL]},
         {"Name": f"tag:{catalog.IMAGE}", "Values": [image]},

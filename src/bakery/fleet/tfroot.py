@@ -6,7 +6,8 @@ next to the configuration. It holds:
 
 - main.tf: the provider (the region; the emulator's endpoints in --local), the S3 backend when
   one is configured, and `module "fleet"` with a relative source to terraform/;
-- terraform.auto.tfvars.json: the fleet's inputs, from the image definition and the catalog;
+- terraform.auto.tfvars.json: the fleet's inputs, from the image definition, the options and
+  the catalog (fleet_inputs): names and URLs only, never a secret;
 - terraform.tfstate, unless the state is kept in S3.
 
 The S3 backend is configured by environment variables (see S3Backend.from_env).
@@ -21,9 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import render
-from .config import REGION_RE
-from .errors import BakeryError
+from .. import render
+from ..config import REGION_RE, ImageDef
+from ..errors import BakeryError
+from . import signin as signing
+from .ami import models_of
+from .network import Network
+from .options import EVERYWHERE, Capacity, Ingress, SignIn
 
 MODULE = render.REPO / "terraform"
 STATE_DIR_ENV = "BAKERY_STATE_DIR"
@@ -33,7 +38,7 @@ LOCAL_STATE = "terraform.tfstate"
 
 PROVIDER_CONSTRAINT = ">= 5.100, < 7.0"  # the module's
 # The services the module's resources and data sources call.
-EMULATED_SERVICES = ("autoscaling", "ec2", "iam", "ssm", "sts")
+EMULATED_SERVICES = ("autoscaling", "ec2", "elbv2", "iam", "ssm", "sts")
 
 # The root's variables: each is the fleet module's input of the same name.
 VARIABLES: dict[str, str] = {
@@ -53,9 +58,22 @@ VARIABLES: dict[str, str] = {
     "ui_public_ingress": "bool",
     "root_volume_size": "number",
     "volume_initialization_rate": "number",
+    "create_load_balancer": "bool",
+    "load_balancer_certificate_arn": "string",
+    "load_balancer_ingress_cidrs": "list(string)",
+    "oidc": "any",  # the module's object type checks it
+    "allow_model_pulls": "bool",
+    "target_requests_per_instance": "number",
     "tags": "map(string)",
 }
-NULLABLE = ("models", "root_volume_size", "volume_initialization_rate")
+NULLABLE = (
+    "models",
+    "root_volume_size",
+    "volume_initialization_rate",
+    "desired_capacity",
+    "load_balancer_certificate_arn",
+    "oidc",
+)
 
 BUCKET_ENV = "BAKERY_TF_BACKEND_BUCKET"
 KEY_PREFIX_ENV = "BAKERY_TF_BACKEND_KEY_PREFIX"
@@ -248,6 +266,51 @@ def module_source(work: Path) -> str:
     """terraform/, relative to the working folder (Terraform wants ./ or ../ for local paths)."""
     rel = os.path.relpath(MODULE, work)
     return rel if rel.startswith("../") else f"./{rel}"
+
+
+def fleet_inputs(
+    image: ImageDef,
+    name: str,
+    ami: dict[str, Any],
+    *,
+    capacity: Capacity,
+    ingress: Ingress,
+    net: Network,
+    allow_unverified: bool,
+    root_volume_size: int | None = None,
+    signin: SignIn | None = None,
+) -> dict[str, Any]:
+    """terraform.auto.tfvars.json: the module's inputs from the definition, the options and the
+    catalog. Behind the load balancer, --allow-cidr names who reaches it (everyone signs in),
+    and the instances take the UI port from it alone."""
+    balanced = signin is not None
+    reach = [*ingress.cidrs, *([EVERYWHERE] if ingress.public else [])]
+    return {
+        "name": name,
+        "image_name": image.name,
+        "require_verified": not allow_unverified,
+        "models": models_of(ami, image),
+        "instance_types": list(image.launch.instance_types),
+        "min_size": capacity.minimum,
+        "max_size": capacity.maximum,
+        "desired_capacity": capacity.desired,
+        "vpc_id": net.vpc_id,
+        "subnet_ids": list(net.subnet_ids),
+        "ui_port": image.ui.port,
+        "ui_ollama_url_env": image.ui.ollama_url_env,
+        "ui_ingress_cidrs": [] if balanced else list(ingress.cidrs),
+        "ui_public_ingress": False if balanced else ingress.public,
+        "root_volume_size": root_volume_size,
+        # The launch template initializes each volume from its snapshot at this rate (null: lazily).
+        "volume_initialization_rate": image.launch.volume_initialization_rate,
+        "create_load_balancer": balanced,
+        "load_balancer_certificate_arn": signin.certificate_arn if signin else None,
+        "load_balancer_ingress_cidrs": (reach or [EVERYWHERE]) if balanced else [EVERYWHERE],
+        "oidc": signing.module_input(signin) if signin else None,
+        "allow_model_pulls": signin.allow_model_pulls if signin else False,
+        "target_requests_per_instance": capacity.requests_per_instance,
+        "tags": dict(sorted(image.tags.items())),
+    }
 
 
 def tfvars_json(values: dict[str, Any]) -> str:
