@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import os
 import subprocess
 import sys
 import time
@@ -41,6 +42,8 @@ CORE = [
     "config", "spot", "prune", "gc", "bake",
 ]  # fmt: skip
 KILLED = {"killed", "timeout", "caught by type check"}
+# The tests run in mutmut's copy (mutants/), which has no .tools: they find its Packer on PATH.
+ENV = {**os.environ, "PATH": os.pathsep.join([str(REPO / ".tools" / "bin"), os.environ["PATH"]])}
 
 
 @dataclass
@@ -115,6 +118,7 @@ def run(target: Target, jobs: int, logs: Path) -> None:
         done = subprocess.run(
             [sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs), *target.arguments],
             cwd=REPO,
+            env=ENV,
             stdout=out,
             stderr=subprocess.STDOUT,
         )

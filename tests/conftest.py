@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import socket
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 import tooling
 
-from bakery import expectations
+from bakery import aws, expectations
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,18 +45,7 @@ def emulator_server() -> Iterator[str]:
 @pytest.fixture
 def emulator(emulator_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """A clean emulator, with the environment pointing boto3 (and child processes) at it."""
-    urllib.request.urlopen(
-        urllib.request.Request(f"{emulator_server}/moto-api/reset", method="POST")
-    ).close()
-    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", emulator_server)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    from bakery import aws
-
-    aws.reset()
+    tooling.use_emulator(monkeypatch, emulator_server)
     yield emulator_server
     aws.reset()
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from bakery import packer, render, terraform, tools
+from bakery import aws, packer, render, terraform, tools
 from bakery.errors import BakeryError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,6 +47,26 @@ def require_tool(name: str) -> str:
     if not path:
         pytest.fail(f"{name} is not installed: run ./.ci/setup (it installs what the tests need)")
     return path
+
+
+def use_emulator(mp: pytest.MonkeyPatch, url: str, *, managed_policies: bool = False) -> None:
+    """A fresh emulator account, with boto3 (and child processes) pointed at it.
+
+    managed_policies: the fleet's role attaches AmazonSSMManagedInstanceCore, which moto knows
+    only when MOTO_IAM_LOAD_MANAGED_POLICIES=true as an account's IAM backend is made. The test
+    emulator runs in this process (conftest), so the variable is set here, before the reset
+    drops every backend made before. Real accounts have these policies.
+    """
+    if managed_policies:
+        mp.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST")).close()
+    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION"):
+        mp.delenv(key, raising=False)
+    mp.setenv("AWS_ENDPOINT_URL", url)
+    mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+    mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    aws.reset()
 
 
 @functools.cache

@@ -3,12 +3,10 @@ environment, and what of a fleet the emulator holds."""
 
 from __future__ import annotations
 
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import boto3
-import pytest
 
 IMAGE = "deepseek-r1-7b"
 FLEET = IMAGE  # the fleet is named after its image
@@ -19,19 +17,6 @@ BACKEND_VARIABLES = (
     "BAKERY_TF_BACKEND_REGION",
     "BAKERY_TF_BACKEND_DYNAMODB_TABLE",
 )
-
-
-def reset_emulator(url: str) -> None:
-    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST")).close()
-
-
-def with_managed_policies(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
-    """The fleet's role attaches AmazonSSMManagedInstanceCore, which moto knows only when
-    MOTO_IAM_LOAD_MANAGED_POLICIES=true as an account's IAM backend is made. The test emulator
-    runs in this process (conftest), so the variable is set here and the reset drops any IAM
-    backend made before. Real accounts have these policies."""
-    monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
-    reset_emulator(url)
 
 
 def cli_env(state_dir: Path, **extra: str) -> dict[str, str]:

@@ -16,8 +16,8 @@ from typing import Any
 import boto3
 import pytest
 from cli import invoke, one_line_error
-from launch_support import FLEET, IMAGE, cli_env, with_managed_policies
-from tooling import require_tool
+from launch_support import FLEET, IMAGE, cli_env
+from tooling import require_tool, use_emulator
 
 from bakery import catalog, usage
 from bakery.fleet.cost import money
@@ -53,16 +53,7 @@ def costed(emulator_server: str, tmp_path_factory: pytest.TempPathFactory) -> It
     require_tool("packer")
     env = cli_env(tmp_path_factory.mktemp("cost-state"))
     with pytest.MonkeyPatch.context() as mp:
-        for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION"):
-            mp.delenv(key, raising=False)
-        for key, value in {
-            "AWS_ENDPOINT_URL": emulator_server,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }.items():
-            mp.setenv(key, value)
-        with_managed_policies(mp, emulator_server)  # resets the emulator too
+        use_emulator(mp, emulator_server, managed_policies=True)
         for step in (("bake",), ("verify",)):
             done = invoke(*step, "--image", IMAGE, "--local", env=env)
             assert done.returncode == 0, done.stdout[-3000:] + done.stderr

@@ -12,8 +12,8 @@ from pathlib import Path
 import boto3
 import pytest
 from cli import invoke, one_line_error
-from launch_support import IMAGE, NOTHING, cli_env, fleet_resources, reset_emulator
-from tooling import require_tool
+from launch_support import IMAGE, NOTHING, cli_env, fleet_resources
+from tooling import require_tool, use_emulator
 from verify_support import register_ami
 
 from bakery import catalog, tools
@@ -145,7 +145,7 @@ def test_emulator_without_aws_managed_policies(
     emulator: str, state_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("MOTO_IAM_LOAD_MANAGED_POLICIES", raising=False)
-    reset_emulator(emulator)
+    use_emulator(monkeypatch, emulator)
     register_ami(**{catalog.VERIFICATION: catalog.PASSED})
     line = one_line_error(invoke("launch", "--image", IMAGE, "--local", env=cli_env(state_dir)))
     assert line == (

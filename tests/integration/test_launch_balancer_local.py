@@ -19,8 +19,8 @@ from typing import Any
 import boto3
 import pytest
 from cli import REPO, invoke, one_line_error
-from launch_support import FLEET, IMAGE, NOTHING, cli_env, fleet_resources, with_managed_policies
-from tooling import require_tool
+from launch_support import FLEET, IMAGE, NOTHING, cli_env, fleet_resources
+from tooling import require_tool, use_emulator
 from verify_support import register_ami
 
 from bakery import catalog
@@ -88,16 +88,7 @@ def story(emulator_server: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     path = definition(tmp_path_factory.mktemp("lb-definition"))
     with pytest.MonkeyPatch.context() as mp, pytest.MonkeyPatch.context() as acm:
         acm.setattr(moto.settings, "ACM_VALIDATION_WAIT", -1)  # see the `issued` fixture
-        for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION"):
-            mp.delenv(key, raising=False)
-        for key, value in {
-            "AWS_ENDPOINT_URL": emulator_server,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }.items():
-            mp.setenv(key, value)
-        with_managed_policies(mp, emulator_server)  # resets the emulator too
+        use_emulator(mp, emulator_server, managed_policies=True)
         ami = register_ami()  # as a bake leaves it; then tagged as a passed verify tags it
         ec2 = boto3.client("ec2")
         catalog.mark_verification(

@@ -27,10 +27,9 @@ from launch_support import (
     cli_env,
     fleet_resources,
     tags,
-    with_managed_policies,
     work_dir,
 )
-from tooling import require_tool
+from tooling import require_tool, use_emulator
 
 from bakery import catalog, config
 
@@ -109,16 +108,7 @@ def story(emulator_server: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     env = cli_env(state_dir)
     work = work_dir(state_dir)
     with pytest.MonkeyPatch.context() as mp:
-        for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION"):
-            mp.delenv(key, raising=False)
-        for key, value in {
-            "AWS_ENDPOINT_URL": emulator_server,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }.items():
-            mp.setenv(key, value)
-        with_managed_policies(mp, emulator_server)  # resets the emulator too
+        use_emulator(mp, emulator_server, managed_policies=True)
 
         baked = invoke("bake", "--image", IMAGE, "--local", env=env)
         assert baked.returncode == 0, baked.stdout + baked.stderr

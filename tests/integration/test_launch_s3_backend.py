@@ -18,10 +18,9 @@ from launch_support import (
     NOTHING,
     cli_env,
     fleet_resources,
-    with_managed_policies,
     work_dir,
 )
-from tooling import require_tool
+from tooling import require_tool, use_emulator
 from verify_support import register_ami
 
 pytestmark = [pytest.mark.emulator, pytest.mark.terraform, pytest.mark.slow]
@@ -53,16 +52,7 @@ def story(emulator_server: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     state_dir = tmp_path_factory.mktemp("launch-s3")
     env = cli_env(state_dir, BAKERY_TF_BACKEND_BUCKET=BUCKET)
     with pytest.MonkeyPatch.context() as mp:
-        for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION"):
-            mp.delenv(key, raising=False)
-        for key, value in {
-            "AWS_ENDPOINT_URL": emulator_server,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }.items():
-            mp.setenv(key, value)
-        with_managed_policies(mp, emulator_server)  # resets the emulator too
+        use_emulator(mp, emulator_server, managed_policies=True)
         ami = register_ami()  # finished, not verified
         boto3.client("s3").create_bucket(Bucket=BUCKET)
         args = ["--image", IMAGE, "--local"]

@@ -20,10 +20,9 @@ from launch_support import (
     NOTHING,
     cli_env,
     fleet_resources,
-    with_managed_policies,
     work_dir,
 )
-from tooling import NO_TOFU, tofu
+from tooling import NO_TOFU, tofu, use_emulator
 from verify_support import register_ami
 
 from bakery import catalog
@@ -49,16 +48,7 @@ def story(emulator_server: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     state_dir = tmp_path_factory.mktemp("tofu-state")
     env = cli_env(state_dir, TERRAFORM=binary)
     with pytest.MonkeyPatch.context() as mp:
-        for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION"):
-            mp.delenv(key, raising=False)
-        for key, value in {
-            "AWS_ENDPOINT_URL": emulator_server,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }.items():
-            mp.setenv(key, value)
-        with_managed_policies(mp, emulator_server)  # resets the emulator too
+        use_emulator(mp, emulator_server, managed_policies=True)
         ami = register_ami(**{catalog.VERIFICATION: catalog.PASSED})
         launched = invoke("launch", "--image", IMAGE, "--local", env=env)
         assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr

@@ -18,12 +18,12 @@ from tfharness import (
     CATALOG_TAGS,
     Terraform,
     default_network,
-    load_aws_managed_policies,
     plugin_cache,
     register_ami,
     stage,
     terraform_env,
 )
+from tooling import use_emulator
 
 pytestmark = [pytest.mark.terraform, pytest.mark.emulator, pytest.mark.slow]
 
@@ -60,14 +60,7 @@ class Fleet:
 @pytest.fixture(scope="module")
 def fleet(emulator_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     with pytest.MonkeyPatch.context() as mp:
-        load_aws_managed_policies(mp, emulator_server)  # resets the emulator too
-        for key, value in {
-            "AWS_ENDPOINT_URL": emulator_server,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }.items():
-            mp.setenv(key, value)
+        use_emulator(mp, emulator_server, managed_policies=True)
         ec2 = boto3.client("ec2")
         image = {"bakery:image": "deepseek-r1-7b", "bakery:models": "deepseek-r1:7b"}
         verified = register_ami(

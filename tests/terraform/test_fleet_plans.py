@@ -21,10 +21,10 @@ from tfharness import (
     default_network,
     plugin_cache,
     register_ami,
-    reset_emulator,
     stage,
     terraform_env,
 )
+from tooling import use_emulator
 
 pytestmark = [pytest.mark.terraform, pytest.mark.emulator, pytest.mark.slow]
 
@@ -124,14 +124,7 @@ class Plans:
 @pytest.fixture(scope="module")
 def plans(emulator_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plans]:
     with pytest.MonkeyPatch.context() as mp:
-        reset_emulator(emulator_server)
-        for key, value in {
-            "AWS_ENDPOINT_URL": emulator_server,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }.items():
-            mp.setenv(key, value)
+        use_emulator(mp, emulator_server)
         ec2 = boto3.client("ec2")
         image = {
             **CATALOG_TAGS,

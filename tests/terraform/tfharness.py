@@ -163,23 +163,3 @@ def default_network(ec2: Any) -> tuple[str, list[str]]:
     ]
     subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]
     return vpc, sorted(s["SubnetId"] for s in subnets)
-
-
-def load_aws_managed_policies(monkeypatch: Any, emulator_url: str) -> None:
-    """moto knows no AWS managed policy (AmazonSSMManagedInstanceCore...) unless told to.
-
-    Its switch is the MOTO_IAM_LOAD_MANAGED_POLICIES variable, read when an account's IAM backend
-    is made: this works because conftest runs moto in this process (ThreadedMotoServer); the
-    reset after it drops any IAM backend made before. A workaround for the emulator only: real
-    accounts have these policies.
-    """
-    monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
-    reset_emulator(emulator_url)
-
-
-def reset_emulator(emulator_url: str) -> None:
-    import urllib.request
-
-    urllib.request.urlopen(
-        urllib.request.Request(f"{emulator_url}/moto-api/reset", method="POST")
-    ).close()
