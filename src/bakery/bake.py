@@ -120,7 +120,7 @@ def provenance(
             catalog.BASE: base.via[:256],
             catalog.MODELS: ",".join(image.model_names),
             catalog.VERSIONS: " ".join(f"{k}={v}" for k, v in versions.items()),
-            catalog.UI: (image.ui.image or f"{image.ui.git}#{image.ui.commit}")[-256:],
+            catalog.UI: image.ui.tag,
             catalog.PROVISIONED: "true" if info is not None else "false",
             catalog.TOOL_VERSION: __version__,
             catalog.GIT_COMMIT: git_commit(),

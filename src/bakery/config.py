@@ -172,6 +172,13 @@ class UI:
             return f"archive {self.archive.url} (sha256 {self.archive.sha256[:12]})"
         return self.image or f"{self.git}@{self.commit}"
 
+    @property
+    def tag(self) -> str:
+        """The bakery:ui tag: the image reference, git#commit, or the archive's name and sha256."""
+        if self.archive:
+            return f"{self.archive.url.rsplit('/', 1)[-1]}@sha256:{self.archive.sha256}"[-256:]
+        return (self.image or f"{self.git}#{self.commit}")[-256:]
+
 
 @dataclass(frozen=True)
 class Playbook:

@@ -237,14 +237,15 @@ class _Http:
 
 
 @contextmanager
-def kms_shim(aws_managed: set[str], snapshot_keys: dict[str, str]) -> Iterator[None]:
+def kms_shim(aws_managed: set[str], snapshot_keys: dict[str, str | None]) -> Iterator[None]:
     """SHIM for gaps of the emulator: moto 5.2 describes alias/aws/ebs as a CUSTOMER key (it has
     no AWS managed keys), create_image makes unencrypted snapshots, and describe_snapshots never
     reports a snapshot's KmsKeyId.
 
     DescribeKey responses say KeyManager "AWS" for the keys in `aws_managed`; DescribeSnapshots
     responses say the snapshots in `snapshot_keys` (snapshot id -> key ARN) are encrypted with
-    that key, as AWS says of a baked AMI's snapshots. Nothing else is touched."""
+    that key, as AWS says of a baked AMI's snapshots (a key of None: encrypted, key not
+    reported). Nothing else is touched."""
 
     def key(parsed: dict[str, Any], **_: Any) -> None:
         meta = parsed.get("KeyMetadata", {})
@@ -254,7 +255,9 @@ def kms_shim(aws_managed: set[str], snapshot_keys: dict[str, str]) -> Iterator[N
     def snapshots(parsed: dict[str, Any], **_: Any) -> None:
         for snap in parsed.get("Snapshots", []):
             if snap["SnapshotId"] in snapshot_keys:
-                snap["Encrypted"], snap["KmsKeyId"] = True, snapshot_keys[snap["SnapshotId"]]
+                snap["Encrypted"] = True
+                if snapshot_keys[snap["SnapshotId"]]:
+                    snap["KmsKeyId"] = snapshot_keys[snap["SnapshotId"]]
 
     removers = [
         aws.on_event("after-call.kms.DescribeKey", key),

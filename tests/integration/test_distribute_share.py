@@ -52,6 +52,10 @@ def test_share_adds_only_what_is_missing_and_revoke_takes_it_back(emulator: str)
         "launch permission for 1 account, 1 organization",
         f"{snapshot} for 1 account",
     ]
+    assert lines == [  # no KMS key to share, so no note about Auto Scaling's grants
+        f"share: {ami_id} in {BUILD}: shared: launch permission for 1 account, 1 organization;"
+        f" {snapshot} for 1 account"
+    ]
     [modify] = calls.of("ModifyImageAttribute")
     assert (modify.params["UserIds"], modify.params["OrganizationArns"]) == (
         [ACCOUNTS[1]],
@@ -64,8 +68,15 @@ def test_share_adds_only_what_is_missing_and_revoke_takes_it_back(emulator: str)
     assert calls.mutating() == []
     assert lines[-1] == f"share: {ami_id} in {BUILD}: nothing to change (already shared)"
 
+    lines.clear()
     revoked = share(ami_id, distribute.Targets(ACCOUNTS[:1]), remove=True, say=lines.append)
     assert revoked == ["launch permission of 1 account", f"{snapshot} of 1 account"]
+    assert lines == [
+        f"share: {ami_id} in {BUILD}: revoked launch permission of 1 account; {snapshot} of 1"
+        " account",
+        "share: KMS key policies are left as they are (other AMIs may need them): remove an"
+        " account from a key's policy by hand when nothing shared with it remains",
+    ]
     assert launch_permissions(BUILD, ami_id) == [{"OrganizationArn": ORG}, {"UserId": ACCOUNTS[1]}]
     assert volume_permissions(BUILD, snapshot) == {ACCOUNTS[1]}
     with recorded() as calls:
@@ -96,9 +107,79 @@ def test_share_refuses_an_ami_that_did_not_pass_but_revoke_works_on_any(
     assert share(ami_id, TARGETS, remove=True, say=quiet) == []
 
 
+def test_revoking_from_those_who_hold_nothing_says_so_naming_four_at_most(emulator: str) -> None:
+    ami_id = baked_ami()["ImageId"]
+    five = distribute.Targets((*ACCOUNTS, "333333333333", "444444444444"), (ORG,))
+    lines: list[str] = []
+    with recorded() as calls:
+        assert share(ami_id, five, remove=True, say=lines.append) == []
+    assert calls.mutating() == []
+    assert lines[0] == (
+        f"share: {ami_id} in {BUILD}: revoked nothing (111111111111, 222222222222, 333333333333"
+        " and 2 more held no permission)"
+    )
+
+
+def test_share_names_whom_to_share_with_before_any_call(emulator: str) -> None:
+    ami_id = baked_ami()["ImageId"]
+    with recorded() as calls, pytest.raises(BakeryError) as e:
+        share(ami_id, distribute.Targets(), say=quiet)
+    assert str(e.value) == ("name someone to share with: --account, --organization-arn or --ou-arn")
+    assert calls.made == []
+
+
+def test_an_unknown_region_is_named_with_its_option(emulator: str) -> None:
+    with pytest.raises(BakeryError) as e:
+        share(baked_ami()["ImageId"], TARGETS, region="us-easst-1", say=quiet)
+    assert str(e.value) == (
+        "--region: unknown region 'us-easst-1': not an EC2 region (did you mean us-east-1?)"
+    )
+
+
+def test_share_works_in_the_region_named_not_the_default(emulator: str) -> None:
+    """The AMI, its snapshot and its key live in eu-west-1; the environment says us-east-1."""
+    region = "eu-west-1"
+    ami = baked_ami(region)
+    [snapshot] = catalog.snapshots(ami)
+    key = boto3.client("kms", region).create_key()["KeyMetadata"]["Arn"]
+    lines: list[str] = []
+    with kms_shim(set(), {snapshot: key}):
+        changes = share(
+            ami["ImageId"], TARGETS, region=region, update_key_policy=True, say=lines.append
+        )
+    assert changes == [
+        "launch permission for 2 accounts, 1 organization",
+        f"{snapshot} for 2 accounts",
+    ]
+    assert launch_permissions(region, ami["ImageId"]) != []
+    assert volume_permissions(region, snapshot) == set(ACCOUNTS)
+    assert f"KMS key {key} ({region})" in " ".join(lines)
+
+
+def test_a_snapshot_whose_key_is_not_reported_is_said_and_sharing_goes_on(emulator: str) -> None:
+    ami = baked_ami()
+    [snapshot] = catalog.snapshots(ami)
+    lines: list[str] = []
+    with kms_shim(set(), {snapshot: None}):
+        changes = share(ami["ImageId"], TARGETS, say=lines.append)
+    assert lines[0] == (
+        f"warning: the API did not report which KMS key encrypts {snapshot} of"
+        f" {ami['ImageId']}: its key policy was not checked"
+    )
+    assert changes == [
+        "launch permission for 2 accounts, 1 organization",
+        f"{snapshot} for 2 accounts",
+    ]
+
+
 def test_share_refuses_an_ami_of_someone_else(emulator: str) -> None:
-    with pytest.raises(BakeryError, match="belongs to account"):
-        share("ami-12c6146b", TARGETS, say=quiet)  # a stock AMI of the emulator
+    stock = "ami-12c6146b"  # a stock AMI of the emulator
+    [image] = boto3.client("ec2", BUILD).describe_images(ImageIds=[stock])["Images"]
+    with pytest.raises(BakeryError) as e:
+        share(stock, TARGETS, say=quiet)
+    assert str(e.value) == (
+        f"{stock} belongs to account {image['OwnerId']}: only its owner shares it"
+    )
 
 
 def test_share_refuses_an_ami_not_made_by_the_tool(emulator: str) -> None:
@@ -180,5 +261,6 @@ def test_customer_key_of_the_ami_must_admit_the_accounts(emulator: str) -> None:
         with recorded() as calls:
             share(ami["ImageId"], TARGETS, update_key_policy=True, say=lines.append)
         assert calls.mutating() == []
+        assert lines.count(keypolicy.ASG_NOTE) == 1, "said once, when the key was shared"
     policy = json.loads(kms.get_key_policy(KeyId=key, PolicyName="default")["Policy"])
     assert keypolicy.not_admitted(policy, TARGETS) == distribute.Targets()

@@ -21,6 +21,8 @@ import pytest
 import vm_support
 from cli import REPO, invoke
 
+from bakery import config
+
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
 BAKE_TIMEOUT_S = 60 * 60
 VERIFY_TIMEOUT_S = 45 * 60
@@ -82,7 +84,7 @@ def baked(vm_image: Path) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def test_bake_runs_the_provisioners_and_records_provenance(baked) -> None:
+def test_bake_runs_the_provisioners_and_records_provenance(baked, vm_image: Path) -> None:
     manifest = json.loads((BUILD / "qemu" / "manifest.json").read_text())
     assert (BUILD / "qemu" / f"{NAME}.qcow2").is_file()
     assert manifest["target"] == "qemu" and manifest["base"]["name"].startswith("Debian bookworm")
@@ -95,6 +97,8 @@ def test_bake_runs_the_provisioners_and_records_provenance(baked) -> None:
     assert manifest["tags"]["bakery:model/tiny-qwen2"] == model["digest"]
     assert manifest["tags"]["bakery:fingerprint"] == manifest["fingerprint"]
     assert manifest["tags"]["bakery:ui-image-id"] == info["ui"]["id"]
+    ui = config.load(vm_image).ui
+    assert ui.archive and manifest["tags"]["bakery:ui"] == ui.tag  # the archive, by its sha256
     assert "Provisioning with Ansible" in baked.stdout and "Team baseline (sample)" in baked.stdout
     assert "the provisioning scripts ran for real" in baked.stdout
     assert qemu_processes(NAME) == [], "the build VM is stopped"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from bakery import bake, catalog, config
 
 BASE = bake.Base(
@@ -52,3 +54,14 @@ def test_untagged_model_reference_finds_its_latest_digest() -> None:
     info = {**INFO, "models": [{"name": "llama3:latest", "digest": "sha256:" + "c" * 64}]}
     tags = bake.provenance(image, BASE, "f" * 64, "b", info)
     assert tags[catalog.MODEL + "llama3"] == "sha256:" + "c" * 64
+
+
+def test_the_ui_tag_names_the_source_the_definition_chose() -> None:
+    image = config.load("deepseek-r1-7b")
+    built = bake.provenance(image, BASE, "f" * 64, "b", INFO)
+    assert built[catalog.UI] == f"{image.ui.git}#{image.ui.commit}"
+    pulled = dataclasses.replace(image.ui, image="ghcr.io/x/ui:1", git=None, commit=None)
+    assert pulled.tag == "ghcr.io/x/ui:1"
+    archive = config.Download("file:///srv/ui/ui-standin.tar", "c" * 64)
+    loaded = dataclasses.replace(image.ui, git=None, commit=None, archive=archive)
+    assert loaded.tag == "ui-standin.tar@sha256:" + "c" * 64
