@@ -35,3 +35,11 @@ def test_an_ami_of_another_image_is_not_this_images(emulator: str) -> None:
     other = baked_ami(run="20250102-000000-bbbbbb")
     catalog.tag(boto3.client("ec2", BUILD), other, {catalog.IMAGE: "other-image"})
     assert newest() == ours["ImageId"]
+
+
+def test_unverified_passes_over_a_newer_verified_ami(emulator: str) -> None:
+    """What `invoke verify` picks when asked for the newest AMI nobody has verified yet."""
+    waiting = baked_ami(run="20250101-000000-aaaaaa", verified=False)
+    baked_ami(run="20250102-000000-bbbbbb")  # newer, passed
+    assert newest(unverified=True) == waiting["ImageId"]
+    assert newest(verification=catalog.PASSED) != waiting["ImageId"]
