@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from bakery import aws, packer, render, terraform, tools
+from bakery import aws, local, packer, render, terraform, tools
 from bakery.errors import BakeryError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,14 +58,16 @@ def use_emulator(mp: pytest.MonkeyPatch, url: str, *, managed_policies: bool = F
     drops every backend made before. Real accounts have these policies.
     """
     if managed_policies:
-        mp.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+        mp.setenv(local.MANAGED_POLICIES_ENV, "true")
     urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST")).close()
     for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION"):
         mp.delenv(key, raising=False)
-    mp.setenv("AWS_ENDPOINT_URL", url)
-    mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-    mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for key, value in {
+        **local.FAKE_CREDENTIALS,
+        "AWS_ENDPOINT_URL": url,
+        "AWS_DEFAULT_REGION": local.DEFAULT_REGION,
+    }.items():
+        mp.setenv(key, value)
     aws.reset()
 
 
@@ -202,8 +204,10 @@ def step_env(image: Any, script: str) -> dict[str, str]:
     for item in env:
         key, _, template = item.partition("=")
         value = re.sub(r"\$\{var\.(\w+)\}", lambda m: _packer_string(values[m.group(1)]), template)
-        for local in render.uploads(image):
-            value = value.replace(f"file://{render.STAGING}/{Path(local).name}", f"file://{local}")
+        for upload in render.uploads(image):
+            value = value.replace(
+                f"file://{render.STAGING}/{Path(upload).name}", f"file://{upload}"
+            )
         out[key] = value
     return out
 

@@ -256,8 +256,8 @@ def kms_shim(aws_managed: set[str], snapshot_keys: dict[str, str | None]) -> Ite
         for snap in parsed.get("Snapshots", []):
             if snap["SnapshotId"] in snapshot_keys:
                 snap["Encrypted"] = True
-                if snapshot_keys[snap["SnapshotId"]]:
-                    snap["KmsKeyId"] = snapshot_keys[snap["SnapshotId"]]
+                if key_arn := snapshot_keys[snap["SnapshotId"]]:
+                    snap["KmsKeyId"] = key_arn
 
     removers = [
         aws.on_event("after-call.kms.DescribeKey", key),
